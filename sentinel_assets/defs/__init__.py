@@ -1,0 +1,1 @@
+"""Dagster definitions for Sentinel, one module per kind of definition."""

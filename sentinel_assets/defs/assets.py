@@ -1,0 +1,215 @@
+"""The asset graph: raw fleet -> chaos -> sanitized fleet + quarantine -> decisions -> rank.
+
+Every partitioned asset is one region's shard; the Dagster layer only wires the domain
+functions together and describes their results for the UI.
+"""
+
+
+import dagster as dg
+import polars as pl
+
+from sentinel_assets import warehouse
+from sentinel_assets.chaos import inject_faults
+from sentinel_assets.defs.config import region_seed
+from sentinel_assets.defs.partitions import region_partitions
+from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
+from sentinel_assets.generate import generate_fleet
+from sentinel_assets.recovery import action_counts, campaign_health, decide_recovery
+from sentinel_assets.sanitize import reason_counts, split_fleet
+
+FLEET_GROUP = "fleet"
+REPORT_GROUP = "reports"
+# A locked catalog or a full disk is usually gone a few seconds later.
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+PREVIEW_ROWS = 10
+
+
+def markdown(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+    """A frame as a markdown table, which the asset page renders."""
+    with pl.Config(
+        tbl_formatting="MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_rows=rows,
+        tbl_cols=-1,
+        fmt_str_lengths=60,
+    ):
+        return dg.MetadataValue.md(str(frame.head(rows)))
+
+
+def status_counts(fleet: pl.DataFrame) -> dict[str, int]:
+    return dict(fleet.group_by("update_status").len().sort("update_status").iter_rows())
+
+
+@dg.asset(
+    partitions_def=region_partitions,
+    group_name=FLEET_GROUP,
+    kinds={"polars", "parquet"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> dg.Output:
+    """Every device of the region as it stands mid-way through the OTA campaign: model,
+    firmware path, update status and the telemetry that recovery decisions depend on."""
+    sim = settings.simulation
+    fleet = generate_fleet(
+        context.partition_key,
+        sim.devices_per_region,
+        seed=sim.seed,
+        as_of=sim.as_of_utc(),
+        profile=sim.profile(),
+    )
+    return dg.Output(
+        fleet,
+        metadata={
+            "devices": fleet.height,
+            "update_status": dg.MetadataValue.json(status_counts(fleet)),
+            "preview": markdown(fleet),
+        },
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "corrupted_fleet": dg.AssetOut(
+            description="The raw fleet with faults injected: what the field really sends. "
+            "Readings are text here, so values like 'N/A' or '87%' can exist.",
+            kinds={"polars", "parquet"},
+        ),
+        "chaos_ledger": dg.AssetOut(
+            description="Every fault the chaos injector put in: record id, column, kind "
+            "and injected value, so containment can be proven downstream.",
+            kinds={"polars", "parquet"},
+        ),
+    },
+    partitions_def=region_partitions,
+    group_name=FLEET_GROUP,
+    retry_policy=TRANSIENT_RETRY,
+)
+def chaos_injection(
+    context: dg.AssetExecutionContext, raw_fleet: pl.DataFrame, settings: SentinelSettings
+):
+    """Corrupts a copy of the raw fleet at the configured rate per fault kind."""
+    chaos = settings.chaos
+    corrupted, ledger = inject_faults(
+        raw_fleet, chaos.rates, seed=region_seed(chaos.seed, context.partition_key)
+    )
+    faults = dict(ledger.group_by("fault_kind").len().sort("fault_kind").iter_rows())
+    yield dg.Output(
+        corrupted,
+        output_name="corrupted_fleet",
+        metadata={
+            "records": corrupted.height,
+            "injected_faults": ledger.height,
+            "preview": markdown(corrupted),
+        },
+    )
+    yield dg.Output(
+        ledger,
+        output_name="chaos_ledger",
+        metadata={
+            "faults": ledger.height,
+            "faults_by_kind": dg.MetadataValue.json(faults),
+            "preview": markdown(ledger),
+        },
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "sanitized_fleet": dg.AssetOut(
+            description="Records that satisfy the fleet contract, cast to strict types. "
+            "Everything downstream trusts these.",
+            kinds={"polars", "parquet"},
+        ),
+        "quarantine": dg.AssetOut(
+            description="The manual-triage queue: every record that broke the contract, "
+            "with its original values and one reason code (column:rule) per broken rule.",
+            kinds={"polars", "parquet"},
+        ),
+    },
+    partitions_def=region_partitions,
+    group_name=FLEET_GROUP,
+    retry_policy=TRANSIENT_RETRY,
+)
+def sanitization(context: dg.AssetExecutionContext, corrupted_fleet: pl.DataFrame):
+    """Splits the corrupted fleet by the contract; never drops and never halts on a record."""
+    sanitized, quarantine = split_fleet(corrupted_fleet, context.partition_key)
+    rate = quarantine.height / corrupted_fleet.height if corrupted_fleet.height else 0.0
+    reasons = reason_counts(quarantine)
+    yield dg.Output(
+        sanitized,
+        output_name="sanitized_fleet",
+        metadata={
+            "devices": sanitized.height,
+            "quarantine_rate": dg.MetadataValue.float(round(rate, 4)),
+            "update_status": dg.MetadataValue.json(status_counts(sanitized)),
+            "preview": markdown(sanitized),
+        },
+    )
+    yield dg.Output(
+        quarantine,
+        output_name="quarantine",
+        metadata={
+            "quarantined": quarantine.height,
+            "quarantine_rate": dg.MetadataValue.float(round(rate, 4)),
+            "reasons": markdown(reasons, rows=25),
+            "preview": markdown(quarantine),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=region_partitions,
+    group_name=FLEET_GROUP,
+    kinds={"polars", "parquet"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def recovery_decisions(sanitized_fleet: pl.DataFrame, settings: SentinelSettings) -> dg.Output:
+    """One row per unhealthy device with the action to take (retry, rollback, defer,
+    manual_triage, hold) and the reason an operator reads."""
+    policy = settings.recovery.policy()
+    decisions = decide_recovery(
+        sanitized_fleet, policy, as_of=settings.simulation.as_of_utc()
+    )
+    health = campaign_health(sanitized_fleet, policy)
+    return dg.Output(
+        decisions,
+        metadata={
+            "decisions": decisions.height,
+            "actions": dg.MetadataValue.json(action_counts(decisions)),
+            "campaign_halted": bool(health["halted"].any()),
+            "campaign": markdown(health),
+            "preview": markdown(decisions),
+        },
+    )
+
+
+@dg.asset(
+    deps=[recovery_decisions, "sanitized_fleet", "quarantine"],
+    group_name=REPORT_GROUP,
+    kinds={"duckdb", "sql"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
+    """Regions ranked by their share of failed or partial devices, each with its quarantine
+    rate and its worst upgrade paths (model, firmware) ranked by failures. SQL:
+    `sentinel_assets/sql/regional_rank.sql`."""
+    with catalog.get_connection() as conn:
+        warehouse.create_views(conn, catalog.tables_root)
+        rows = warehouse.create_table_from_sql(
+            conn, "regional_rank", warehouse.read_sql("regional_rank.sql")
+        )
+        top = conn.sql(
+            "SELECT region, region_rank, devices, unhealthy_rate, quarantine_rate, "
+            "model, firmware_from, cluster_failures FROM regional_rank WHERE cluster_rank = 1 "
+            "ORDER BY region_rank, region"
+        ).pl()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "regions": top["region"].n_unique(),
+            "worst_region": top["region"][0] if top.height else "",
+            "bottlenecks": markdown(top, rows=len(top) or 1),
+        }
+    )
+

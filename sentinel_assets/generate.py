@@ -1,0 +1,212 @@
+"""Synthetic fleet generator: a region's devices as they stand mid-way through an OTA campaign.
+
+Everything is drawn in vectorized NumPy from one seeded generator per (seed, region), so the
+same seed, region and size always give the identical frame. Faker is used only for the small
+pool of site names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+from faker import Faker
+
+from sentinel_assets.contracts import (
+    BOUNDS,
+    FAILURE_KINDS,
+    FLEET_COLUMNS,
+    FLEET_DTYPES,
+    HARDWARE_REVS,
+    MODELS,
+    REGIONS,
+    UPDATE_STATUSES,
+    region_code,
+    validate_region,
+)
+
+# Campaign under way: every model is being moved to its target image from one of a few olders.
+CAMPAIGN_TARGETS: Mapping[str, str] = {
+    "gw-100": "4.2.0",
+    "gw-200": "4.2.0",
+    "sensor-s1": "2.8.1",
+    "sensor-s2": "2.8.1",
+    "cam-x3": "7.1.0",
+}
+PREVIOUS_IMAGES: Mapping[str, tuple[str, ...]] = {
+    "gw-100": ("4.0.3", "4.1.0", "4.1.2"),
+    "gw-200": ("4.1.0", "4.1.2"),
+    "sensor-s1": ("2.6.0", "2.7.4"),
+    "sensor-s2": ("2.7.0", "2.7.4"),
+    "cam-x3": ("6.9.2", "7.0.1"),
+}
+SITE_LOCALES: Mapping[str, str] = {
+    "us-east": "en_US",
+    "us-west": "en_US",
+    "eu-central": "de_DE",
+    "eu-west": "fr_FR",
+    "ap-south": "en_IN",
+    "ap-northeast": "ja_JP",
+    "sa-east": "pt_BR",
+    "af-south": "en_GB",
+}
+SITES_PER_REGION = 40
+STALE_SHARE = 0.03  # devices that have not reported for days
+
+
+@dataclass(frozen=True)
+class FleetProfile:
+    """How a campaign tends to go: base status mix and where it goes worse."""
+
+    status_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"success": 0.70, "partial": 0.07, "failed": 0.11, "pending": 0.12}
+    )
+    failure_kind_weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "download_timeout": 0.40,
+            "connection_lost": 0.30,
+            "out_of_storage": 0.15,
+            "verification_failed": 0.15,
+        }
+    )
+    # Multipliers on the failed and partial weights (1.0 = no bias).
+    region_failure_bias: Mapping[str, float] = field(default_factory=dict)
+    model_failure_bias: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_keys("status_weights", self.status_weights, UPDATE_STATUSES, exact=True)
+        _require_keys("failure_kind_weights", self.failure_kind_weights, FAILURE_KINDS, exact=True)
+        _require_keys("region_failure_bias", self.region_failure_bias, REGIONS)
+        _require_keys("model_failure_bias", self.model_failure_bias, MODELS)
+        for name, weights in [
+            ("status_weights", self.status_weights),
+            ("failure_kind_weights", self.failure_kind_weights),
+            ("region_failure_bias", self.region_failure_bias),
+            ("model_failure_bias", self.model_failure_bias),
+        ]:
+            negative = {k: v for k, v in weights.items() if not v >= 0}
+            if negative:
+                raise ValueError(f"{name} must be non-negative, got {negative}")
+        if sum(self.status_weights.values()) <= 0:
+            raise ValueError("status_weights must not all be zero")
+
+
+def _require_keys(
+    name: str, mapping: Mapping[str, float], allowed: tuple[str, ...], *, exact: bool = False
+) -> None:
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name} has unknown keys {unknown}; allowed: {', '.join(allowed)}")
+    missing = sorted(set(allowed) - set(mapping))
+    if exact and missing:
+        raise ValueError(f"{name} is missing keys {missing}")
+
+
+def site_names(region: str, seed: int) -> list[str]:
+    """A deterministic pool of plausible city names for the region's installation sites."""
+    faker = Faker(SITE_LOCALES[validate_region(region)])
+    faker.seed_instance(seed * 1000 + REGIONS.index(region))
+    return [faker.city() for _ in range(SITES_PER_REGION)]
+
+
+def _status_draw(
+    rng: np.random.Generator, model_idx: np.ndarray, region: str, profile: FleetProfile
+) -> np.ndarray:
+    """Per-device status index, with failure and partial odds scaled by region and model bias."""
+    base = np.array([profile.status_weights[s] for s in UPDATE_STATUSES])
+    model_bias = np.array([profile.model_failure_bias.get(m, 1.0) for m in MODELS])
+    bias = profile.region_failure_bias.get(region, 1.0) * model_bias[model_idx]
+    weights = np.tile(base, (len(model_idx), 1))
+    for status in ("partial", "failed"):
+        weights[:, UPDATE_STATUSES.index(status)] *= bias
+    cumulative = np.cumsum(weights, axis=1)
+    draw = rng.random(len(model_idx)) * cumulative[:, -1]
+    return (draw[:, None] >= cumulative).sum(axis=1)
+
+
+def _pick(pool: list[str] | tuple[str, ...], index: np.ndarray) -> pl.Series:
+    return pl.Series(list(pool), dtype=pl.String).gather(index)
+
+
+def generate_fleet(
+    region: str,
+    devices: int,
+    *,
+    seed: int,
+    as_of: datetime,
+    profile: FleetProfile | None = None,
+) -> pl.DataFrame:
+    """The region's fleet as a frame that satisfies `contracts.FleetRecord`."""
+    validate_region(region)
+    if devices < 0:
+        raise ValueError(f"devices must be >= 0, got {devices}")
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware (UTC)")
+    profile = profile or FleetProfile()
+    rng = np.random.default_rng([seed, REGIONS.index(region)])
+    n = devices
+
+    model_idx = rng.integers(0, len(MODELS), n)
+    status_idx = _status_draw(rng, model_idx, region, profile)
+    status = np.asarray(UPDATE_STATUSES)[status_idx]
+    is_failed, is_partial = status == "failed", status == "partial"
+
+    battery_pct = np.where(is_partial, rng.beta(2.0, 3.0, n), rng.beta(5.0, 2.0, n)) * 100
+    voltage = 3.3 + 0.9 * battery_pct / 100 + rng.normal(0, 0.04, n)  # Li-ion: ~3.3 V empty
+    signal = rng.normal(-82, 11, n) - np.where(is_failed, 14, 0)
+    temperature = rng.normal(27, 11, n)
+    retries = np.where(is_failed, rng.poisson(1.6, n), np.where(is_partial, rng.poisson(0.3, n), 0))
+    hours_since_seen = np.where(
+        rng.random(n) < STALE_SHARE, rng.uniform(72, 24 * 30, n), rng.exponential(5.0, n)
+    )
+
+    kind_weights = np.array([profile.failure_kind_weights[k] for k in FAILURE_KINDS])
+    kind_idx = rng.choice(len(FAILURE_KINDS), size=n, p=kind_weights / kind_weights.sum())
+    models = np.asarray(MODELS)[model_idx]
+    previous_choice = rng.random(n)
+    firmware_from = np.empty(n, dtype=object)
+    for model in MODELS:  # five models: a loop over pools, not over devices
+        olds = PREVIOUS_IMAGES[model]
+        mask = models == model
+        firmware_from[mask] = np.asarray(olds)[(previous_choice[mask] * len(olds)).astype(int)]
+    sites = site_names(region, seed)
+
+    def clip(column: str, values: np.ndarray) -> np.ndarray:
+        return np.clip(values, BOUNDS[column].low, BOUNDS[column].high)
+
+    frame = pl.DataFrame(
+        {
+            "record_id": np.arange(n, dtype=np.int64),
+            "region": pl.repeat(region, n, eager=True, dtype=pl.String),
+            "site": _pick(sites, rng.integers(0, len(sites), n)),
+            "model": _pick(MODELS, model_idx),
+            "hardware_rev": _pick(HARDWARE_REVS, rng.integers(0, len(HARDWARE_REVS), n)),
+            "firmware_from": pl.Series(firmware_from, dtype=pl.String),
+            "update_status": pl.Series(status, dtype=pl.String),
+            "failure_kind": _pick(FAILURE_KINDS, kind_idx),
+            "battery_pct": clip("battery_pct", battery_pct).round(1),
+            "battery_voltage_v": clip("battery_voltage_v", voltage).round(3),
+            "signal_dbm": clip("signal_dbm", signal).round().astype(np.int64),
+            "temperature_c": clip("temperature_c", temperature).round(1),
+            "retry_count": clip("retry_count", retries).astype(np.int64),
+            "hours_since_seen": hours_since_seen,
+        }
+    )
+    return frame.select(
+        pl.format(
+            "SN-{}-{}", pl.lit(region_code(region)), pl.col("record_id").cast(pl.String).str.zfill(8)
+        ).alias("device_id"),
+        pl.col("firmware_from"),
+        pl.col("model").replace_strict(CAMPAIGN_TARGETS, return_dtype=pl.String).alias(
+            "firmware_to"
+        ),
+        pl.when(pl.col("update_status") == "failed").then(pl.col("failure_kind")),
+        (
+            pl.lit(as_of).dt.cast_time_unit("us").dt.convert_time_zone("UTC")
+            - pl.duration(microseconds=(pl.col("hours_since_seen") * 3.6e9).cast(pl.Int64))
+        ).alias("last_seen_at"),
+        pl.exclude("firmware_from", "failure_kind", "hours_since_seen"),
+    ).select([pl.col(c).cast(FLEET_DTYPES[c]) for c in FLEET_COLUMNS])

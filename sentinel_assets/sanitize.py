@@ -1,0 +1,104 @@
+"""Sanitizer: splits a corrupted fleet into records we can trust and a manual-triage queue.
+
+The rules are the fleet contract's own (`contracts.row_rules`), evaluated as vectorized
+expressions; a record breaking any of them goes to quarantine with its original values and
+one reason code (`column:rule`) per broken rule. Nothing is dropped and nothing halts.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import polars as pl
+
+from sentinel_assets.contracts import (
+    FLEET_COLUMNS,
+    FLEET_DTYPES,
+    QUARANTINE_SCHEMA,
+    TEXT_ENCODED_COLUMNS,
+    RowRule,
+    row_rules,
+    validate_region,
+)
+
+UNPARSABLE = "not_a_number"
+WRONG_PARTITION = "wrong_partition"
+
+
+class SplitFleet(NamedTuple):
+    sanitized: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+def _unparsable(column: str) -> pl.Expr:
+    """Text was present but is not a number of the contract's type."""
+    return pl.col(column).is_not_null() & pl.col(column).cast(
+        FLEET_DTYPES[column], strict=False
+    ).is_null()
+
+
+def sanitizer_rules(partition: str) -> list[RowRule]:
+    """The contract's rules as seen on text-encoded input, plus the partition's own rule.
+
+    Evaluated on the *parsed* frame, except that an unparsable reading is reported once, as
+    `not_a_number`, and not also as `missing`.
+    """
+    parse_failed = {c: pl.col(f"__unparsable_{c}") for c in TEXT_ENCODED_COLUMNS}
+    rules = []
+    for rule in row_rules():
+        if rule.rule == "missing" and rule.column in parse_failed:
+            rule = RowRule(rule.column, rule.rule, rule.violated & ~parse_failed[rule.column])
+        rules.append(rule)
+        if rule.rule == "missing" and rule.column in parse_failed:
+            rules.append(RowRule(rule.column, UNPARSABLE, parse_failed[rule.column]))
+    rules.append(
+        RowRule("region", WRONG_PARTITION, (pl.col("region") != partition).fill_null(False))
+    )
+    return rules
+
+
+def _require_columns(corrupted: pl.DataFrame) -> None:
+    missing = [c for c in FLEET_COLUMNS if c not in corrupted.columns]
+    if missing:
+        raise ValueError(f"corrupted fleet is missing contract columns: {', '.join(missing)}")
+
+
+def split_fleet(corrupted: pl.DataFrame, partition: str) -> SplitFleet:
+    """Every input record ends up in exactly one of the two frames."""
+    validate_region(partition)
+    _require_columns(corrupted)
+    if not corrupted["record_id"].is_sorted():
+        corrupted = corrupted.sort("record_id")  # first occurrence of a device id wins
+    rules = sanitizer_rules(partition)
+    parsed = corrupted.with_columns(
+        *(_unparsable(c).alias(f"__unparsable_{c}") for c in TEXT_ENCODED_COLUMNS),
+        *(pl.col(c).cast(FLEET_DTYPES[c], strict=False) for c in TEXT_ENCODED_COLUMNS),
+    )
+    flags = parsed.select(rule.violated.alias(rule.code) for rule in rules)
+    broken = flags.select(pl.any_horizontal(pl.all()).alias("broken")).to_series()
+
+    sanitized = parsed.filter(~broken).select(pl.col(c).cast(FLEET_DTYPES[c]) for c in FLEET_COLUMNS)
+    reasons = flags.filter(broken).select(
+        pl.concat_list(pl.when(pl.col(r.code)).then(pl.lit(r.code)) for r in rules)
+        .list.drop_nulls()
+        .alias("reasons")
+    )
+    quarantine = pl.concat(
+        [
+            pl.DataFrame({"partition": pl.repeat(partition, reasons.height, eager=True)}),
+            reasons,
+            corrupted.filter(broken).select(FLEET_COLUMNS),
+        ],
+        how="horizontal",
+    ).select(list(QUARANTINE_SCHEMA.columns))
+    return SplitFleet(sanitized, quarantine)
+
+
+def reason_counts(quarantine: pl.DataFrame) -> pl.DataFrame:
+    """How often each reason code occurs: the triage queue at a glance."""
+    return (
+        quarantine.select(pl.col("reasons").explode().alias("reason"))
+        .group_by("reason")
+        .len("records")
+        .sort("records", "reason", descending=[True, False])
+    )
