@@ -32,9 +32,10 @@ class SplitFleet(NamedTuple):
 
 def _unparsable(column: str) -> pl.Expr:
     """Text was present but is not a number of the contract's type."""
-    return pl.col(column).is_not_null() & pl.col(column).cast(
-        FLEET_DTYPES[column], strict=False
-    ).is_null()
+    return (
+        pl.col(column).is_not_null()
+        & pl.col(column).cast(FLEET_DTYPES[column], strict=False).is_null()
+    )
 
 
 def sanitizer_rules(partition: str) -> list[RowRule]:
@@ -77,7 +78,9 @@ def split_fleet(corrupted: pl.DataFrame, partition: str) -> SplitFleet:
     flags = parsed.select(rule.violated.alias(rule.code) for rule in rules)
     broken = flags.select(pl.any_horizontal(pl.all()).alias("broken")).to_series()
 
-    sanitized = parsed.filter(~broken).select(pl.col(c).cast(FLEET_DTYPES[c]) for c in FLEET_COLUMNS)
+    sanitized = parsed.filter(~broken).select(
+        pl.col(c).cast(FLEET_DTYPES[c]) for c in FLEET_COLUMNS
+    )
     reasons = flags.filter(broken).select(
         pl.concat_list(pl.when(pl.col(r.code)).then(pl.lit(r.code)) for r in rules)
         .list.drop_nulls()

@@ -4,7 +4,6 @@ Every partitioned asset is one region's shard; the Dagster layer only wires the 
 functions together and describes their results for the UI.
 """
 
-
 import dagster as dg
 import polars as pl
 
@@ -168,9 +167,7 @@ def recovery_decisions(sanitized_fleet: pl.DataFrame, settings: SentinelSettings
     """One row per unhealthy device with the action to take (retry, rollback, defer,
     manual_triage, hold) and the reason an operator reads."""
     policy = settings.recovery.policy()
-    decisions = decide_recovery(
-        sanitized_fleet, policy, as_of=settings.simulation.as_of_utc()
-    )
+    decisions = decide_recovery(sanitized_fleet, policy, as_of=settings.simulation.as_of_utc())
     health = campaign_health(sanitized_fleet, policy)
     return dg.Output(
         decisions,
@@ -212,4 +209,3 @@ def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
             "bottlenecks": markdown(top, rows=len(top) or 1),
         }
     )
-

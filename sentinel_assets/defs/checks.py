@@ -4,7 +4,6 @@ All are blocking: a failure stops the assets downstream of it in the same run, a
 alert sensor raises it.
 """
 
-
 import dagster as dg
 import polars as pl
 
@@ -75,11 +74,7 @@ def records_conserved(
     in_both = sanitized_ids.filter(sanitized_ids.is_in(quarantined_ids.implode()))
     split = pl.concat([sanitized_ids, quarantined_ids])
     lost = corrupted_fleet["record_id"].filter(~corrupted_fleet["record_id"].is_in(split.implode()))
-    passed = (
-        in_both.len() == 0
-        and lost.len() == 0
-        and split.len() == corrupted_fleet.height
-    )
+    passed = in_both.len() == 0 and lost.len() == 0 and split.len() == corrupted_fleet.height
     return dg.AssetCheckResult(
         passed=passed,
         metadata={
@@ -88,9 +83,7 @@ def records_conserved(
             "quarantined_records": quarantined_ids.len(),
             "in_both": in_both.len(),
             "lost": lost.len(),
-            "example_ids": dg.MetadataValue.json(
-                pl.concat([in_both, lost]).head(10).to_list()
-            ),
+            "example_ids": dg.MetadataValue.json(pl.concat([in_both, lost]).head(10).to_list()),
         },
     )
 

@@ -4,7 +4,6 @@ Every value has a documented default (shown in the launchpad) and an invalid one
 with a message naming it, before the run writes anything.
 """
 
-
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,9 +99,7 @@ class RecoverySettings(dg.Config):
     min_retry_battery_pct: float = RecoveryPolicy.min_retry_battery_pct
     max_retries: int = RecoveryPolicy.max_retries
     min_signal_dbm: float = RecoveryPolicy.min_signal_dbm
-    retriable_failure_kinds: list[str] = Field(
-        default=list(RecoveryPolicy.retriable_failure_kinds)
-    )
+    retriable_failure_kinds: list[str] = Field(default=list(RecoveryPolicy.retriable_failure_kinds))
     retry_backoff_minutes: float = RecoveryPolicy.retry_backoff_minutes
     stale_after_hours: float = RecoveryPolicy.stale_after_hours
     abort_failure_rate: float = RecoveryPolicy.abort_failure_rate
@@ -133,4 +130,3 @@ class QualityGates(dg.Config):
 def region_seed(seed: int, region: str) -> list[int]:
     """A per-region seed, so shards are independent yet reproducible."""
     return [seed, REGIONS.index(region)]
-

@@ -1,6 +1,5 @@
 """Resources: run settings, the DuckDB catalog and the region-shard IO manager."""
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

@@ -1,0 +1,157 @@
+"""`sentinel`: run the pipeline headless and read its results, for people and for CI."""
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from sentinel_assets import warehouse
+from sentinel_assets.contracts import REGIONS
+from sentinel_assets.defs.config import data_home
+from sentinel_assets.defs.resources import CATALOG_FILE
+from sentinel_assets.orchestrate import RunOutcome, run_regions, run_report
+
+# Piped output (CI, logs) gets a wide, colourless table instead of a truncated 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160, no_color=True)
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: reported in one line, exit code 2."""
+
+
+def parse_regions(raw: str | None) -> list[str]:
+    if not raw:
+        return list(REGIONS)
+    regions = [r.strip() for r in raw.split(",") if r.strip()]
+    unknown = [r for r in regions if r not in REGIONS]
+    if unknown:
+        raise UsageError(f"unknown region(s) {', '.join(unknown)}; known: {', '.join(REGIONS)}")
+    return regions
+
+
+def read_summary(catalog: Path) -> pl.DataFrame:
+    """The per-region summary from the warehouse (read-only: safe beside a running UI)."""
+    if not catalog.exists():
+        raise UsageError(f"no warehouse at {catalog}: run `sentinel demo` (or `make demo`) first")
+    try:
+        conn = duckdb.connect(str(catalog), read_only=True)
+    except duckdb.IOException as error:
+        raise UsageError(f"cannot open {catalog}: {error}") from None
+    with conn:
+        return conn.sql(warehouse.read_sql("region_summary.sql")).pl()
+
+
+def summary_table(summary: pl.DataFrame) -> Table:
+    table = Table(title="Sentinel: OTA campaign by region", header_style="bold")
+    for column, justify in [
+        ("rank", "right"),
+        ("region", "left"),
+        ("devices", "right"),
+        ("quarantined", "right"),
+        ("retry", "right"),
+        ("rollback", "right"),
+        ("defer", "right"),
+        ("triage", "right"),
+        ("hold", "right"),
+        ("top bottleneck: failed+partial", "left"),
+    ]:
+        table.add_column(column, justify=justify)
+    for row in summary.iter_rows(named=True):
+        table.add_row(
+            str(row["region_rank"] or "-"),
+            row["region"],
+            f"{row['devices']:,}",
+            f"{row['quarantined']:,} ({row['quarantine_rate']:.1%})",
+            f"{row['retry']:,}",
+            f"{row['rollback']:,}",
+            f"{row['defer']:,}",
+            f"{row['manual_triage']:,}",
+            f"{row['hold']:,}",
+            f"{row['top_bottleneck'] or '-'} ({row['bottleneck_failures'] or 0:,})",
+        )
+    return table
+
+
+def _print_outcome(outcome: RunOutcome) -> None:
+    mark = "[green]done[/]" if outcome.success else "[red]FAILED[/]"
+    detail = ""
+    if outcome.failed_checks:
+        detail = f"  failed checks: {', '.join(outcome.failed_checks)}"
+    elif outcome.error:
+        detail = f"  {outcome.error}"
+    console.print(f"  {outcome.label:<13} {mark}  run {outcome.run_id[:8]}{detail}")
+
+
+def demo(args: argparse.Namespace) -> int:
+    regions = parse_regions(args.regions)
+    if args.devices_per_region is not None:
+        if args.devices_per_region < 0:
+            raise UsageError("--devices-per-region must be >= 0")
+        os.environ["SENTINEL_DEVICES_PER_REGION"] = str(args.devices_per_region)
+    home = data_home()
+    console.print(
+        f"[bold]Sentinel[/] materializing {len(regions)} region(s), {args.parallel} at a time"
+        f" -> {home}"
+    )
+    started = time.perf_counter()
+    outcomes = run_regions(regions, args.parallel, on_done=_print_outcome)
+    if not all(o.success for o in outcomes):
+        console.print("[red]Some regions failed; the regional report was not refreshed.[/]")
+        console.print("Open `make ui` and look at the failed runs for the reason.")
+        return 1
+    report = run_report()
+    _print_outcome(report)
+    elapsed = time.perf_counter() - started
+    if not report.success:
+        return 1
+    console.print(summary_table(read_summary(home / CATALOG_FILE)))
+    console.print(
+        f"Finished in {elapsed:.1f} s. Query the warehouse: "
+        f"duckdb {home / CATALOG_FILE}   |   see the runs: make ui"
+    )
+    return 0
+
+
+def summary(args: argparse.Namespace) -> int:
+    console.print(summary_table(read_summary(data_home() / CATALOG_FILE)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sentinel", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("demo", help="materialize every asset for every region headless")
+    run.add_argument("--regions", help="comma-separated regions (default: all 8)")
+    run.add_argument("--parallel", type=int, default=2, help="region runs at a time (default: 2)")
+    run.add_argument(
+        "--devices-per-region",
+        type=int,
+        default=None,
+        help="fleet size per region (default: $SENTINEL_DEVICES_PER_REGION or 10000)",
+    )
+    run.set_defaults(handler=demo)
+    show = commands.add_parser("summary", help="print the summary of the last materialization")
+    show.set_defaults(handler=summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "parallel", 1) < 1:
+            raise UsageError("--parallel must be >= 1")
+        return args.handler(args)
+    except (UsageError, ValueError) as error:
+        console.print(f"[red]sentinel: {error}[/]")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""End to end through Dagster: the asset graph, its checks and its failure modes."""
+
+import dagster as dg
+import duckdb
+import pytest
+
+from sentinel_assets.definitions import defs
+from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
+
+pytestmark = pytest.mark.slow
+
+FLEET_ASSETS = [
+    "raw_fleet",
+    "corrupted_fleet",
+    "chaos_ledger",
+    "sanitized_fleet",
+    "quarantine",
+    "recovery_decisions",
+]
+
+
+def refresh(home, instance, region, run_config=None):
+    return defs.resolve_job_def("fleet_refresh").execute_in_process(
+        partition_key=region,
+        instance=instance,
+        resources=build_resources(home),
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def test_the_graph_has_the_documented_assets_and_partitions():
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys >= {*FLEET_ASSETS, "regional_rank"}
+    for asset in FLEET_ASSETS:
+        partitions = graph.get(dg.AssetKey(asset)).partitions_def
+        assert len(partitions.get_partition_keys()) == 8
+    assert graph.get(dg.AssetKey("regional_rank")).partitions_def is None
+
+
+def test_every_asset_has_a_blocking_contract_check():
+    graph = defs.resolve_asset_graph()
+    checked = {
+        key.asset_key.to_user_string(): graph.get_check_spec(key)
+        for key in graph.asset_check_keys
+        if key.name == "contract"
+    }
+    assert set(checked) >= {*FLEET_ASSETS, "regional_rank"}
+    assert all(spec.blocking for spec in checked.values())
+
+
+def test_two_regions_then_the_report_materialize_with_every_check_passing(sentinel_home, instance):
+    for region in ["us-east", "af-south"]:
+        result = refresh(sentinel_home, instance, region)
+        assert result.success
+        assert materialized(result) == set(FLEET_ASSETS)
+        evaluations = result.get_asset_check_evaluations()
+        assert len(evaluations) >= 9
+        assert all(e.passed for e in evaluations), [
+            e.asset_check_key for e in evaluations if not e.passed
+        ]
+        assert all(e.partition == region for e in evaluations)
+
+    report = defs.resolve_job_def("regional_report").execute_in_process(
+        instance=instance, resources=build_resources(sentinel_home), raise_on_error=False
+    )
+    assert report.success
+    with duckdb.connect(str(sentinel_home / CATALOG_FILE), read_only=True) as conn:
+        regions = conn.sql("SELECT DISTINCT region FROM regional_rank ORDER BY 1").fetchall()
+        assert regions == [("af-south",), ("us-east",)]
+        for table in [*FLEET_ASSETS, "regional_rank"]:
+            assert conn.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0] > 0
+        corrupted, sanitized, quarantined = conn.sql(
+            "SELECT (SELECT count(*) FROM corrupted_fleet), (SELECT count(*) FROM "
+            "sanitized_fleet), (SELECT count(*) FROM quarantine)"
+        ).fetchall()[0]
+        assert corrupted == sanitized + quarantined
+
+
+def test_rematerializing_a_region_replaces_only_that_region(sentinel_home, instance):
+    refresh(sentinel_home, instance, "us-east")
+    refresh(sentinel_home, instance, "eu-west")
+    catalog = str(sentinel_home / CATALOG_FILE)
+    with duckdb.connect(catalog, read_only=True) as conn:
+        before = conn.sql("SELECT region, count(*) FROM raw_fleet GROUP BY 1 ORDER BY 1").fetchall()
+    refresh(sentinel_home, instance, "us-east")
+    with duckdb.connect(catalog, read_only=True) as conn:
+        after = conn.sql("SELECT region, count(*) FROM raw_fleet GROUP BY 1 ORDER BY 1").fetchall()
+    assert before == after == [("eu-west", 1500), ("us-east", 1500)]
+
+
+def test_a_failed_blocking_check_stops_everything_downstream(sentinel_home, instance):
+    chaos = {"rates": {"null": 0.6, "out_of_bounds": 0.6}}
+    result = refresh(
+        sentinel_home,
+        instance,
+        "eu-central",
+        run_config={"resources": {"settings": {"config": {"chaos": chaos}}}},
+    )
+    assert not result.success
+    gate = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_check_key.name == "quarantine_rate_within_gate"
+    ]
+    assert len(gate) == 1 and not gate[0].passed
+    assert "recovery_decisions" not in materialized(result)
+    assert "sanitized_fleet" in materialized(result)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"chaos": {"rates": {"null": 1.5}}}, "must be within [0, 1]"),
+        ({"chaos": {"rates": {"gremlins": 0.1}}}, "unknown fault kind"),
+        ({"simulation": {"devices_per_region": -5}}, "greater than or equal to 0"),
+        ({"recovery": {"max_retries": -1}}, "max_retries=-1"),
+    ],
+)
+def test_invalid_config_fails_before_any_data_is_written(sentinel_home, instance, config, message):
+    result = refresh(
+        sentinel_home,
+        instance,
+        "us-west",
+        run_config={"resources": {"settings": {"config": config}}},
+    )
+    assert not result.success
+    assert materialized(result) == set()
+    assert not (sentinel_home / "tables").exists()
+    errors = [str(e.event_specific_data.error) for e in result.all_events if e.is_failure]
+    assert any(message in error for error in errors), errors
+
+
+def test_an_unknown_partition_is_refused(sentinel_home, instance):
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="mars"):
+        refresh(sentinel_home, instance, "mars")

@@ -1,0 +1,74 @@
+import duckdb
+import polars as pl
+import pytest
+
+from sentinel_assets import warehouse
+
+
+def test_a_partition_replaces_only_its_own_file(tmp_path):
+    root = tmp_path / "tables"
+    east = warehouse.partition_file(root, "raw_fleet", "us-east")
+    west = warehouse.partition_file(root, "raw_fleet", "us-west")
+    warehouse.write_partition(pl.DataFrame({"region": ["us-east"], "n": [1]}), east)
+    warehouse.write_partition(pl.DataFrame({"region": ["us-west"], "n": [2]}), west)
+    warehouse.write_partition(pl.DataFrame({"region": ["us-east"] * 2, "n": [3, 4]}), east)
+    assert warehouse.read_partition(east)["n"].to_list() == [3, 4]
+    assert warehouse.read_partition(west)["n"].to_list() == [2]
+
+
+def test_a_write_killed_midway_leaves_the_previous_shard_intact(tmp_path, monkeypatch):
+    path = warehouse.partition_file(tmp_path, "raw_fleet", "us-east")
+    warehouse.write_partition(pl.DataFrame({"n": [1, 2, 3]}), path)
+
+    def crash(self, file, **kwargs):
+        with open(file, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", crash)
+    with pytest.raises(KeyboardInterrupt):
+        warehouse.write_partition(pl.DataFrame({"n": [9]}), path)
+    monkeypatch.undo()
+    assert warehouse.read_partition(path)["n"].to_list() == [1, 2, 3]
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+
+
+def test_views_expose_every_region_and_pick_up_new_shards(tmp_path):
+    root = tmp_path / "tables"
+    for region, n in [("us-east", 2), ("eu-west", 3)]:
+        frame = pl.DataFrame({"region": [region] * n})
+        warehouse.write_partition(frame, warehouse.partition_file(root, "quarantine", region))
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        assert warehouse.create_views(conn, root) == ["quarantine"]
+        assert conn.sql("SELECT count(*) FROM quarantine").fetchall() == [(5,)]
+        warehouse.write_partition(
+            pl.DataFrame({"region": ["af-south"]}),
+            warehouse.partition_file(root, "quarantine", "af-south"),
+        )
+        assert conn.sql("SELECT count(*) FROM quarantine").fetchall() == [(6,)]
+
+
+def test_paths_with_quotes_are_quoted_not_spliced(tmp_path):
+    root = tmp_path / "it's here"
+    warehouse.write_partition(
+        pl.DataFrame({"x": [1]}), warehouse.partition_file(root, "raw_fleet", "us-east")
+    )
+    with duckdb.connect() as conn:
+        warehouse.create_view(conn, root, "raw_fleet")
+        assert conn.sql("SELECT x FROM raw_fleet").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("bad", ["raw_fleet; DROP TABLE x", "Raw", "../etc"])
+def test_table_names_are_identifiers(tmp_path, bad):
+    with pytest.raises(ValueError, match="invalid table name"):
+        warehouse.partition_file(tmp_path, bad, "us-east")
+
+
+def test_unknown_regions_never_reach_a_path(tmp_path):
+    with pytest.raises(ValueError, match="unknown region"):
+        warehouse.partition_file(tmp_path, "raw_fleet", "../../etc")
+
+
+def test_a_missing_shard_says_what_to_materialize(tmp_path):
+    with pytest.raises(FileNotFoundError, match="materialize raw_fleet"):
+        warehouse.read_partition(warehouse.partition_file(tmp_path, "raw_fleet", "us-east"))
