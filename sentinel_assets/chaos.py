@@ -63,9 +63,7 @@ def validate_rates(rates: Mapping[str, float]) -> dict[str, float]:
     """Reject unknown fault kinds and rates outside [0, 1] with a message that names them."""
     unknown = sorted(set(rates) - set(FAULT_KINDS))
     if unknown:
-        raise ValueError(
-            f"unknown fault kind(s) {unknown}; known kinds: {', '.join(FAULT_KINDS)}"
-        )
+        raise ValueError(f"unknown fault kind(s) {unknown}; known kinds: {', '.join(FAULT_KINDS)}")
     for kind, rate in rates.items():
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"chaos rate for {kind!r} must be within [0, 1], got {rate}")
@@ -90,9 +88,7 @@ def _malformed_ids(current: pl.Series, choice: np.ndarray) -> pl.Series:
     return variants["variants"].list.get(pl.Series(choice), null_on_oob=True)
 
 
-def _bad_values(
-    kind: str, column: str, current: pl.Series, rng: np.random.Generator
-) -> pl.Series:
+def _bad_values(kind: str, column: str, current: pl.Series, rng: np.random.Generator) -> pl.Series:
     k = current.len()
     if kind == "null":
         return pl.Series([None] * k, dtype=current.dtype)
@@ -175,4 +171,3 @@ def inject_faults(
     corrupted, ledger = _inject_duplicates(corrupted, rates["duplicate_row"], rng)
     ledgers.append(ledger)
     return corrupted, pl.concat(ledgers).sort("record_id", "column", maintain_order=True)
-

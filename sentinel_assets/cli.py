@@ -17,6 +17,7 @@ from sentinel_assets.contracts import REGIONS
 from sentinel_assets.defs.config import data_home
 from sentinel_assets.defs.resources import CATALOG_FILE
 from sentinel_assets.orchestrate import RunOutcome, run_regions, run_report
+from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
 # Piped output (CI, logs) gets a wide, colourless table instead of a truncated 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160, no_color=True)
@@ -36,16 +37,37 @@ def parse_regions(raw: str | None) -> list[str]:
     return regions
 
 
-def read_summary(catalog: Path) -> pl.DataFrame:
-    """The per-region summary from the warehouse (read-only: safe beside a running UI)."""
+def read_summary(catalog: Path) -> tuple[pl.DataFrame, OutcomeSummary]:
+    """Per-region summary and before/after outcome from the warehouse (read-only: safe
+    beside a running UI)."""
     if not catalog.exists():
         raise UsageError(f"no warehouse at {catalog}: run `sentinel demo` (or `make demo`) first")
     try:
         conn = duckdb.connect(str(catalog), read_only=True)
-    except duckdb.IOException as error:
+    except duckdb.Error as error:
         raise UsageError(f"cannot open {catalog}: {error}") from None
     with conn:
-        return conn.sql(warehouse.read_sql("region_summary.sql")).pl()
+        return conn.sql(warehouse.read_sql("region_summary.sql")).pl(), read_outcome_summary(conn)
+
+
+def outcome_table(outcome: OutcomeSummary) -> Table:
+    table = Table(title="Fleet status before and after recovery", header_style="bold")
+    for column in ("status", "before", "after"):
+        table.add_column(column, justify="left" if column == "status" else "right")
+    for status, before, after in outcome.status.select("status", "before", "after").iter_rows():
+        table.add_row(status, f"{before:,}", f"{after:,}")
+    return table
+
+
+def print_results(catalog: Path) -> None:
+    regions, outcome = read_summary(catalog)
+    console.print(summary_table(regions))
+    console.print(outcome_table(outcome))
+    if outcome.halted.height:
+        for region, text in outcome.halted.iter_rows():
+            console.print(f"[bold red]Campaign halted in {region}[/]: {text}")
+    else:
+        console.print("No region's campaign is halted.")
 
 
 def summary_table(summary: pl.DataFrame) -> Table:
@@ -111,7 +133,7 @@ def demo(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     if not report.success:
         return 1
-    console.print(summary_table(read_summary(home / CATALOG_FILE)))
+    print_results(home / CATALOG_FILE)
     console.print(
         f"Finished in {elapsed:.1f} s. Query the warehouse: "
         f"duckdb {home / CATALOG_FILE}   |   see the runs: make ui"
@@ -120,7 +142,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def summary(args: argparse.Namespace) -> int:
-    console.print(summary_table(read_summary(data_home() / CATALOG_FILE)))
+    print_results(data_home() / CATALOG_FILE)
     return 0
 
 

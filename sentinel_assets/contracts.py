@@ -41,9 +41,49 @@ FAILURE_KINDS: tuple[str, ...] = (
     "out_of_storage",
     "verification_failed",
 )
+# Where a partial (written, not committed) update stopped, as an A/B-slot device reports it:
+# `written` - the new image sits in the inactive slot and was never booted (install interrupted,
+# power lost): the device still runs its old image. `trial_boot` - the device booted the new
+# image, which is not committed yet: its boot-health watchdog (greenboot-style) tries it for a
+# few boots, then should fall back on its own; past that limit the device is stuck.
+COMMIT_STATES: tuple[str, ...] = ("written", "trial_boot")
 MODELS: tuple[str, ...] = ("gw-100", "gw-200", "sensor-s1", "sensor-s2", "cam-x3")
 HARDWARE_REVS: tuple[str, ...] = ("rev-a", "rev-b", "rev-c")
 ACTIONS: tuple[str, ...] = ("retry", "rollback", "defer", "manual_triage", "hold")
+# Stable code of the recovery guard that decided, one per rule of `recovery.RecoveryPolicy`:
+# the human `reason` carries the numbers, the code is what reports group by.
+REASON_CODES: tuple[str, ...] = (
+    "campaign_halted",
+    "stale_device",
+    "boot_check_running",
+    "low_battery",
+    "over_temperature",
+    "boot_failed",
+    "uncommitted_image",
+    "not_retriable",
+    "retry_limit",
+    "weak_signal",
+    "transient_failure",
+)
+# A device's status once the decisions were applied (see `outcomes`): healthy and untouched
+# devices keep their status; a retry or rollback that did not work leaves it `still_failed`.
+OUTCOME_STATUSES: tuple[str, ...] = (
+    "success",
+    "pending",
+    "recovered",
+    "rolled_back",
+    "still_failed",
+    "deferred",
+    "held",
+    "in_triage",
+)
+ACTION_SUCCEEDED: Mapping[str, str] = {"retry": "recovered", "rollback": "rolled_back"}
+ACTION_OUTCOME: Mapping[str, str] = {
+    "defer": "deferred",
+    "hold": "held",
+    "manual_triage": "in_triage",
+}
+CAMPAIGN_STATES: tuple[str, ...] = ("running", "halted")
 FAULT_KINDS: tuple[str, ...] = (
     "null",
     "type_mismatch",
@@ -71,6 +111,7 @@ BOUNDS: Mapping[str, Bounds] = {
     "signal_dbm": Bounds(-130, -20),
     "temperature_c": Bounds(-40, 85),
     "retry_count": Bounds(0, 100),
+    "boot_attempts": Bounds(0, 20),
 }
 
 
@@ -109,6 +150,16 @@ CROSS_FIELD_RULES: Mapping[str, CrossFieldRule] = {
         "set_iff_failed",
         (pl.col("update_status") == "failed") == pl.col("failure_kind").is_not_null(),
     ),
+    "commit_state_iff_partial": CrossFieldRule(
+        "commit_state",
+        "set_iff_partial",
+        (pl.col("update_status") == "partial") == pl.col("commit_state").is_not_null(),
+    ),
+    "boot_attempts_iff_trial_boot": CrossFieldRule(
+        "boot_attempts",
+        "set_iff_trial_boot",
+        (pl.col("commit_state").fill_null("") == "trial_boot") == (pl.col("boot_attempts") > 0),
+    ),
 }
 
 
@@ -127,11 +178,20 @@ class FleetRecord(pa.DataFrameModel):
     failure_kind: Optional[str] = pa.Field(  # noqa: UP045 - pandera reads Optional
         nullable=True, isin=list(FAILURE_KINDS), description="Why a failed update failed."
     )
+    commit_state: Optional[str] = pa.Field(  # noqa: UP045 - pandera reads Optional
+        nullable=True,
+        isin=list(COMMIT_STATES),
+        description="Where a partial update stopped (see COMMIT_STATES).",
+    )
     battery_pct: float = pa.Field(in_range=_in_bounds("battery_pct"))
     battery_voltage_v: float = pa.Field(in_range=_in_bounds("battery_voltage_v"))
     signal_dbm: int = pa.Field(in_range=_in_bounds("signal_dbm"))
     temperature_c: float = pa.Field(in_range=_in_bounds("temperature_c"))
     retry_count: int = pa.Field(in_range=_in_bounds("retry_count"))
+    boot_attempts: int = pa.Field(
+        in_range=_in_bounds("boot_attempts"),
+        description="Boots of the uncommitted new image so far (0 unless in trial boot).",
+    )
     last_seen_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()
 
     class Config:
@@ -142,6 +202,16 @@ class FleetRecord(pa.DataFrameModel):
     def failure_kind_iff_failed(cls, data: pa.PolarsData) -> pl.LazyFrame:
         """A failed update names its failure kind; no other status has one."""
         return _cross_field_check(data, "failure_kind_iff_failed")
+
+    @pa.dataframe_check
+    def commit_state_iff_partial(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Only a partial update stopped somewhere short of its commit."""
+        return _cross_field_check(data, "commit_state_iff_partial")
+
+    @pa.dataframe_check
+    def boot_attempts_iff_trial_boot(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Only a new image on trial has been booted without being committed."""
+        return _cross_field_check(data, "boot_attempts_iff_trial_boot")
 
 
 def _cross_field_check(data: pa.PolarsData, rule: str) -> pl.LazyFrame:
@@ -219,7 +289,9 @@ class RecoveryDecision(pa.DataFrameModel):
     firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
     update_status: str = pa.Field(isin=["partial", "failed", "pending"])
     failure_kind: Optional[str] = pa.Field(nullable=True, isin=list(FAILURE_KINDS))  # noqa: UP045
+    commit_state: Optional[str] = pa.Field(nullable=True, isin=list(COMMIT_STATES))  # noqa: UP045
     action: str = pa.Field(isin=list(ACTIONS))
+    reason_code: str = pa.Field(isin=list(REASON_CODES))
     reason: str = pa.Field(str_length={"min_value": 1})
     next_attempt_at: Optional[Annotated[pl.Datetime, "us", "UTC"]] = pa.Field(  # noqa: UP045
         nullable=True
@@ -261,6 +333,171 @@ class RegionalRank(pa.DataFrameModel):
         coerce = False
 
 
+class CampaignStatus(pa.DataFrameModel):
+    """A region's campaign health against the abort rule, with the numbers that decide it."""
+
+    region: str = pa.Field(isin=list(REGIONS), unique=True)
+    devices: int = pa.Field(ge=0)
+    attempted: int = pa.Field(ge=0, description="Devices past pending: success, partial, failed.")
+    failures: int = pa.Field(ge=0, description="Attempted devices that did not succeed.")
+    failure_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    abort_failure_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    abort_min_attempted: int = pa.Field(ge=1)
+    halted: bool = pa.Field()
+
+    class Config:
+        strict = True
+        coerce = False
+
+    @pa.dataframe_check
+    def halted_iff_abort_rule_met(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Halted exactly when enough devices attempted and the failure rate reached the limit."""
+        rule = (pl.col("attempted") >= pl.col("abort_min_attempted")) & (
+            pl.col("failure_rate") >= pl.col("abort_failure_rate")
+        )
+        return data.lazyframe.select(rule == pl.col("halted"))
+
+
+def _outcome_follows_action() -> pl.Expr:
+    """The status after recovery is one the action can lead to; no action changes nothing."""
+    action, after = pl.col("action"), pl.col("status_after")
+    untouched = (after == pl.col("status_before")) & after.is_in(["success", "pending"])
+    reachable = [f"{a}>{s}" for a, s in ACTION_SUCCEEDED.items()]
+    reachable += [f"{a}>still_failed" for a in ACTION_SUCCEEDED]
+    reachable += [f"{a}>{s}" for a, s in ACTION_OUTCOME.items()]
+    return (
+        pl.when(action.is_null())
+        .then(untouched)
+        .otherwise(pl.concat_str(action, after, separator=">").is_in(reachable))
+    )
+
+
+class RecoveryOutcome(pa.DataFrameModel):
+    """One device after the recovery decisions were applied in the outcome simulation."""
+
+    record_id: int = pa.Field(ge=0, unique=True)
+    device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
+    region: str = pa.Field(isin=list(REGIONS))
+    model: str = pa.Field(isin=list(MODELS))
+    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
+    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
+    status_before: str = pa.Field(isin=list(UPDATE_STATUSES))
+    action: Optional[str] = pa.Field(nullable=True, isin=list(ACTIONS))  # noqa: UP045
+    reason_code: Optional[str] = pa.Field(nullable=True, isin=list(REASON_CODES))  # noqa: UP045
+    success_probability: Optional[float] = pa.Field(  # noqa: UP045
+        nullable=True,
+        in_range={"min_value": 0, "max_value": 1},
+        description="Simulated odds that a retry or rollback works; null for other actions.",
+    )
+    status_after: str = pa.Field(isin=list(OUTCOME_STATUSES))
+
+    class Config:
+        strict = True
+        coerce = False
+
+    @pa.dataframe_check
+    def outcome_follows_action(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Retries recover or stay failed, rollbacks roll back or stay failed, and so on."""
+        return data.lazyframe.select(_outcome_follows_action())
+
+    @pa.dataframe_check
+    def odds_only_for_attempts(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Only actions that touch the device (retry, rollback) have odds of working."""
+        attempt = pl.col("action").is_in(list(ACTION_SUCCEEDED)).fill_null(False)
+        return data.lazyframe.select(attempt == pl.col("success_probability").is_not_null())
+
+
+_SHARE = {"in_range": {"min_value": 0, "max_value": 1}}
+REPORT_SCOPES: tuple[str, ...] = (*REGIONS, "all")
+
+
+class FailureCluster(pa.DataFrameModel):
+    """An upgrade path (model, firmware from -> to) in a region, ranked by its failures."""
+
+    region: str = pa.Field(isin=list(REGIONS))
+    model: str = pa.Field(isin=list(MODELS))
+    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
+    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
+    devices: int = pa.Field(ge=1)
+    failed: int = pa.Field(ge=0)
+    partial: int = pa.Field(ge=0)
+    failures: int = pa.Field(ge=0)
+    failure_rate: float = pa.Field(**_SHARE)
+    share_of_region_failures: float = pa.Field(**_SHARE)
+    cluster_rank: int = pa.Field(ge=1, description="RANK() by failures within the region.")
+    fleet_rate_rank: int = pa.Field(ge=1, description="DENSE_RANK() by failure rate, fleet-wide.")
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class FailureTelemetry(pa.DataFrameModel):
+    """How failures spread over battery and signal bands in a region."""
+
+    region: str = pa.Field(isin=list(REGIONS))
+    measure: str = pa.Field(isin=["battery_pct", "signal_dbm"])
+    band_order: int = pa.Field(ge=1)
+    band: str = pa.Field(str_length={"min_value": 1})
+    devices: int = pa.Field(ge=0)
+    failed: int = pa.Field(ge=0)
+    partial: int = pa.Field(ge=0)
+    failure_rate: float = pa.Field(**_SHARE, nullable=True)
+    share_of_region_failures: float = pa.Field(**_SHARE)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class TriageQueueEntry(pa.DataFrameModel):
+    """One reason code of a region's manual-triage queue, from quarantine or from recovery."""
+
+    region: str = pa.Field(isin=list(REGIONS))
+    source: str = pa.Field(isin=["quarantine", "recovery"])
+    reason_code: str = pa.Field(str_length={"min_value": 1})
+    records: int = pa.Field(ge=1)
+    queue_records: int = pa.Field(ge=1, description="Records of the region's queue from source.")
+    share_of_queue: float = pa.Field(**_SHARE)
+    reason_rank: int = pa.Field(ge=1)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class CampaignReportRow(pa.DataFrameModel):
+    """A region's campaign: running or halted, the numbers behind it and what it holds back."""
+
+    region: str = pa.Field(isin=list(REGIONS), unique=True)
+    campaign: str = pa.Field(isin=list(CAMPAIGN_STATES))
+    attempted: int = pa.Field(ge=0)
+    failures: int = pa.Field(ge=0)
+    failure_rate: float = pa.Field(**_SHARE)
+    abort_failure_rate: float = pa.Field(**_SHARE)
+    abort_min_attempted: int = pa.Field(ge=1)
+    held_devices: int = pa.Field(ge=0)
+    summary: str = pa.Field(str_length={"min_value": 1})
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class StatusCount(pa.DataFrameModel):
+    """Devices per status before and after recovery, per region and fleet-wide ('all')."""
+
+    region: str = pa.Field(isin=list(REPORT_SCOPES))
+    phase: str = pa.Field(isin=["before", "after"])
+    status: str = pa.Field(isin=list(dict.fromkeys((*UPDATE_STATUSES, *OUTCOME_STATUSES))))
+    devices: int = pa.Field(ge=1)
+    share: float = pa.Field(**_SHARE)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
 ASSET_CONTRACTS: Mapping[str, pa.DataFrameSchema] = {
     "raw_fleet": FLEET_SCHEMA,
     "corrupted_fleet": CORRUPTED_FLEET_SCHEMA,
@@ -269,6 +506,13 @@ ASSET_CONTRACTS: Mapping[str, pa.DataFrameSchema] = {
     "quarantine": QUARANTINE_SCHEMA,
     "recovery_decisions": RecoveryDecision.to_schema(),
     "regional_rank": RegionalRank.to_schema(),
+    "campaign_status": CampaignStatus.to_schema(),
+    "recovery_outcomes": RecoveryOutcome.to_schema(),
+    "failure_clusters": FailureCluster.to_schema(),
+    "failure_telemetry": FailureTelemetry.to_schema(),
+    "triage_queue": TriageQueueEntry.to_schema(),
+    "campaign_report": CampaignReportRow.to_schema(),
+    "status_before_after": StatusCount.to_schema(),
 }
 
 
@@ -349,8 +593,45 @@ class ContractReport:
         )
 
 
+# (id of a contract, columns proven unique) -> (that contract, a copy without those checks)
+_WITHOUT_UNIQUE: dict[tuple[int, tuple[str, ...]], tuple[pa.DataFrameSchema, ...]] = {}
+
+
+def _proven_unique(series: pl.Series) -> bool:
+    """Cheap proof that a column holds no duplicate: strictly increasing (one linear pass),
+    else one distinct count, instead of Pandera's per-row duplicate mask."""
+    if series.null_count():
+        return False  # Pandera's rule on repeated nulls is left to Pandera
+    if series.is_sorted():
+        return series.len() < 2 or not (series.head(-1) == series.tail(-1)).any()
+    return series.n_unique() == series.len()
+
+
+def _contract_for(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
+    """The contract minus the uniqueness checks this frame already passes (same verdict)."""
+    proven = tuple(
+        name
+        for name, column in schema.columns.items()
+        if column.unique and name in frame.columns and _proven_unique(frame[name])
+    )
+    if not proven:
+        return schema
+    key = (id(schema), proven)
+    if key not in _WITHOUT_UNIQUE:  # the schema is kept in the value, so its id stays its own
+        relaxed = schema.update_columns({name: {"unique": False} for name in proven})
+        _WITHOUT_UNIQUE[key] = (schema, relaxed)
+    return _WITHOUT_UNIQUE[key][1]
+
+
 def check_contract(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> ContractReport:
     """Validate lazily so every broken rule is reported, not just the first."""
+    relaxed = _contract_for(frame, schema)
+    if relaxed is not schema:
+        try:  # fast path: a frame that passes is done; one that fails is re-checked in full
+            relaxed.validate(frame, lazy=True)
+            return ContractReport(True, frame.height, 0, pl.DataFrame())
+        except pa.errors.SchemaErrors:
+            pass
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:

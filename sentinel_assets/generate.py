@@ -17,6 +17,7 @@ from faker import Faker
 
 from sentinel_assets.contracts import (
     BOUNDS,
+    COMMIT_STATES,
     FAILURE_KINDS,
     FLEET_COLUMNS,
     FLEET_DTYPES,
@@ -55,6 +56,7 @@ SITE_LOCALES: Mapping[str, str] = {
 }
 SITES_PER_REGION = 40
 STALE_SHARE = 0.03  # devices that have not reported for days
+MAX_TRIAL_BOOTS = 5  # a device on trial has booted its new image 1..5 times
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,12 @@ class FleetProfile:
     # Multipliers on the failed and partial weights (1.0 = no bias).
     region_failure_bias: Mapping[str, float] = field(default_factory=dict)
     model_failure_bias: Mapping[str, float] = field(default_factory=dict)
+    # Share of partial updates whose new image was booted (on trial) rather than only written.
+    trial_boot_share: float = 0.4
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.trial_boot_share <= 1.0:
+            raise ValueError(f"trial_boot_share must be within [0, 1], got {self.trial_boot_share}")
         _require_keys("status_weights", self.status_weights, UPDATE_STATUSES, exact=True)
         _require_keys("failure_kind_weights", self.failure_kind_weights, FAILURE_KINDS, exact=True)
         _require_keys("region_failure_bias", self.region_failure_bias, REGIONS)
@@ -116,15 +122,22 @@ def _status_draw(
     rng: np.random.Generator, model_idx: np.ndarray, region: str, profile: FleetProfile
 ) -> np.ndarray:
     """Per-device status index, with failure and partial odds scaled by region and model bias."""
-    base = np.array([profile.status_weights[s] for s in UPDATE_STATUSES])
+    n = len(model_idx)
     model_bias = np.array([profile.model_failure_bias.get(m, 1.0) for m in MODELS])
     bias = profile.region_failure_bias.get(region, 1.0) * model_bias[model_idx]
-    weights = np.tile(base, (len(model_idx), 1))
-    for status in ("partial", "failed"):
-        weights[:, UPDATE_STATUSES.index(status)] *= bias
-    cumulative = np.cumsum(weights, axis=1)
-    draw = rng.random(len(model_idx)) * cumulative[:, -1]
-    return (draw[:, None] >= cumulative).sum(axis=1)
+    biased = {UPDATE_STATUSES.index(s) for s in ("partial", "failed")}
+    # Running sums of each device's weights, one status at a time: the same additions in the
+    # same order as a cumulative sum over an (n, statuses) weight matrix, without building it.
+    cumulative: list[np.ndarray] = []
+    for i, status in enumerate(UPDATE_STATUSES):
+        weight = profile.status_weights[status]
+        column = weight * bias if i in biased else np.full(n, float(weight))
+        cumulative.append(column if not cumulative else cumulative[-1] + column)
+    draw = rng.random(n) * cumulative[-1]
+    index = np.zeros(n, dtype=np.int64)
+    for bound in cumulative:
+        index += draw >= bound
+    return index
 
 
 def _pick(pool: list[str] | tuple[str, ...], index: np.ndarray) -> pl.Series:
@@ -151,8 +164,8 @@ def generate_fleet(
 
     model_idx = rng.integers(0, len(MODELS), n)
     status_idx = _status_draw(rng, model_idx, region, profile)
-    status = np.asarray(UPDATE_STATUSES)[status_idx]
-    is_failed, is_partial = status == "failed", status == "partial"
+    is_failed = status_idx == UPDATE_STATUSES.index("failed")
+    is_partial = status_idx == UPDATE_STATUSES.index("partial")
 
     battery_pct = np.where(is_partial, rng.beta(2.0, 3.0, n), rng.beta(5.0, 2.0, n)) * 100
     voltage = 3.3 + 0.9 * battery_pct / 100 + rng.normal(0, 0.04, n)  # Li-ion: ~3.3 V empty
@@ -165,14 +178,18 @@ def generate_fleet(
 
     kind_weights = np.array([profile.failure_kind_weights[k] for k in FAILURE_KINDS])
     kind_idx = rng.choice(len(FAILURE_KINDS), size=n, p=kind_weights / kind_weights.sum())
-    models = np.asarray(MODELS)[model_idx]
     previous_choice = rng.random(n)
-    firmware_from = np.empty(n, dtype=object)
-    for model in MODELS:  # five models: a loop over pools, not over devices
-        olds = PREVIOUS_IMAGES[model]
-        mask = models == model
-        firmware_from[mask] = np.asarray(olds)[(previous_choice[mask] * len(olds)).astype(int)]
+    # Every model's previous images in one pool; a device picks within its model's slice
+    # (integer indices throughout: no per-device Python strings).
+    images = [image for model in MODELS for image in PREVIOUS_IMAGES[model]]
+    pool_sizes = np.array([len(PREVIOUS_IMAGES[model]) for model in MODELS])
+    pool_starts = np.concatenate([[0], np.cumsum(pool_sizes)[:-1]])
+    image_idx = pool_starts[model_idx] + (previous_choice * pool_sizes[model_idx]).astype(int)
     sites = site_names(region, seed)
+    # Drawn last, so adding them left every earlier column of a seeded fleet unchanged.
+    on_trial = is_partial & (rng.random(n) < profile.trial_boot_share)
+    boot_attempts = np.where(on_trial, rng.integers(1, MAX_TRIAL_BOOTS + 1, n), 0)
+    commit_state = np.where(on_trial, COMMIT_STATES.index("trial_boot"), 0)
 
     def clip(column: str, values: np.ndarray) -> np.ndarray:
         return np.clip(values, BOUNDS[column].low, BOUNDS[column].high)
@@ -184,29 +201,34 @@ def generate_fleet(
             "site": _pick(sites, rng.integers(0, len(sites), n)),
             "model": _pick(MODELS, model_idx),
             "hardware_rev": _pick(HARDWARE_REVS, rng.integers(0, len(HARDWARE_REVS), n)),
-            "firmware_from": pl.Series(firmware_from, dtype=pl.String),
-            "update_status": pl.Series(status, dtype=pl.String),
+            "firmware_from": _pick(images, image_idx),
+            "update_status": _pick(UPDATE_STATUSES, status_idx),
             "failure_kind": _pick(FAILURE_KINDS, kind_idx),
+            "commit_state": _pick(COMMIT_STATES, commit_state),
             "battery_pct": clip("battery_pct", battery_pct).round(1),
             "battery_voltage_v": clip("battery_voltage_v", voltage).round(3),
             "signal_dbm": clip("signal_dbm", signal).round().astype(np.int64),
             "temperature_c": clip("temperature_c", temperature).round(1),
             "retry_count": clip("retry_count", retries).astype(np.int64),
+            "boot_attempts": boot_attempts.astype(np.int64),
             "hours_since_seen": hours_since_seen,
         }
     )
     return frame.select(
         pl.format(
-            "SN-{}-{}", pl.lit(region_code(region)), pl.col("record_id").cast(pl.String).str.zfill(8)
+            "SN-{}-{}",
+            pl.lit(region_code(region)),
+            pl.col("record_id").cast(pl.String).str.zfill(8),
         ).alias("device_id"),
         pl.col("firmware_from"),
-        pl.col("model").replace_strict(CAMPAIGN_TARGETS, return_dtype=pl.String).alias(
-            "firmware_to"
-        ),
+        pl.col("model")
+        .replace_strict(CAMPAIGN_TARGETS, return_dtype=pl.String)
+        .alias("firmware_to"),
         pl.when(pl.col("update_status") == "failed").then(pl.col("failure_kind")),
+        pl.when(pl.col("update_status") == "partial").then(pl.col("commit_state")),
         (
             pl.lit(as_of).dt.cast_time_unit("us").dt.convert_time_zone("UTC")
             - pl.duration(microseconds=(pl.col("hours_since_seen") * 3.6e9).cast(pl.Int64))
         ).alias("last_seen_at"),
-        pl.exclude("firmware_from", "failure_kind", "hours_since_seen"),
+        pl.exclude("firmware_from", "failure_kind", "commit_state", "hours_since_seen"),
     ).select([pl.col(c).cast(FLEET_DTYPES[c]) for c in FLEET_COLUMNS])

@@ -79,9 +79,13 @@ def create_view(conn: duckdb.DuckDBPyConnection, tables_root: Path, table: str) 
 
 def create_views(conn: duckdb.DuckDBPyConnection, tables_root: Path) -> list[str]:
     """Views for every asset that has at least one shard on disk; returns their names."""
-    names = sorted(
-        p.name for p in tables_root.glob("*") if p.is_dir() and any(p.glob("region=*.parquet"))
-    ) if tables_root.exists() else []
+    names = (
+        sorted(
+            p.name for p in tables_root.glob("*") if p.is_dir() and any(p.glob("region=*.parquet"))
+        )
+        if tables_root.exists()
+        else []
+    )
     for name in names:
         create_view(conn, tables_root, name)
     return names

@@ -67,6 +67,7 @@ def test_numeric_readings_are_the_text_encoded_columns():
         "signal_dbm",
         "temperature_c",
         "retry_count",
+        "boot_attempts",
     }
     assert "failure_kind" not in REQUIRED_COLUMNS
     assert "record_id" not in REQUIRED_COLUMNS

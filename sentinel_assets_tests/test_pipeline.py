@@ -16,6 +16,8 @@ FLEET_ASSETS = [
     "sanitized_fleet",
     "quarantine",
     "recovery_decisions",
+    "campaign_status",
+    "recovery_outcomes",
 ]
 
 

@@ -7,13 +7,18 @@ functions together and describes their results for the UI.
 import dagster as dg
 import polars as pl
 
-from sentinel_assets import warehouse
+from sentinel_assets import outcomes, reports, warehouse
 from sentinel_assets.chaos import inject_faults
 from sentinel_assets.defs.config import region_seed
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
 from sentinel_assets.generate import generate_fleet
-from sentinel_assets.recovery import action_counts, campaign_health, decide_recovery
+from sentinel_assets.recovery import (
+    action_counts,
+    campaign_health,
+    decide_recovery,
+    reason_code_counts,
+)
 from sentinel_assets.sanitize import reason_counts, split_fleet
 
 FLEET_GROUP = "fleet"
@@ -165,7 +170,8 @@ def sanitization(context: dg.AssetExecutionContext, corrupted_fleet: pl.DataFram
 )
 def recovery_decisions(sanitized_fleet: pl.DataFrame, settings: SentinelSettings) -> dg.Output:
     """One row per unhealthy device with the action to take (retry, rollback, defer,
-    manual_triage, hold) and the reason an operator reads."""
+    manual_triage, hold), the code of the policy rule that decided and the reason an operator
+    reads; retries carry their `next_attempt_at` (exponential backoff)."""
     policy = settings.recovery.policy()
     decisions = decide_recovery(sanitized_fleet, policy, as_of=settings.simulation.as_of_utc())
     health = campaign_health(sanitized_fleet, policy)
@@ -174,6 +180,7 @@ def recovery_decisions(sanitized_fleet: pl.DataFrame, settings: SentinelSettings
         metadata={
             "decisions": decisions.height,
             "actions": dg.MetadataValue.json(action_counts(decisions)),
+            "reason_codes": dg.MetadataValue.json(reason_code_counts(decisions)),
             "campaign_halted": bool(health["halted"].any()),
             "campaign": markdown(health),
             "preview": markdown(decisions),
@@ -184,6 +191,7 @@ def recovery_decisions(sanitized_fleet: pl.DataFrame, settings: SentinelSettings
 @dg.asset(
     deps=[recovery_decisions, "sanitized_fleet", "quarantine"],
     group_name=REPORT_GROUP,
+    pool="duckdb_catalog",
     kinds={"duckdb", "sql"},
     retry_policy=TRANSIENT_RETRY,
 )
@@ -207,5 +215,203 @@ def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
             "regions": top["region"].n_unique(),
             "worst_region": top["region"][0] if top.height else "",
             "bottlenecks": markdown(top, rows=len(top) or 1),
+        }
+    )
+
+
+# --- Recovery outcomes and analyst reports -------------------------------------------------
+
+
+@dg.asset(
+    partitions_def=region_partitions,
+    group_name=FLEET_GROUP,
+    kinds={"polars", "parquet"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def campaign_status(sanitized_fleet: pl.DataFrame, settings: SentinelSettings) -> dg.Output:
+    """The region's campaign against the abort rule: devices that attempted the update, how
+    many failed, the configured threshold and minimum, and whether the campaign is halted."""
+    status = campaign_health(sanitized_fleet, settings.recovery.policy())
+    halted = bool(status["halted"].any())
+    return dg.Output(
+        status,
+        metadata={
+            "campaign": "halted" if halted else "running",
+            "attempted": int(status["attempted"].sum()),
+            "failure_rate": dg.MetadataValue.float(round(status["failure_rate"].max() or 0.0, 4)),
+            "numbers": markdown(status),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=region_partitions,
+    group_name=FLEET_GROUP,
+    kinds={"polars", "parquet"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def recovery_outcomes(
+    sanitized_fleet: pl.DataFrame, recovery_decisions: pl.DataFrame, settings: SentinelSettings
+) -> dg.Output:
+    """Every device after the decisions were applied in a seeded simulation (odds by action,
+    battery and signal): recovered, rolled_back, still_failed, deferred, held, in_triage, or
+    its untouched success/pending status."""
+    result = outcomes.simulate_outcomes(
+        sanitized_fleet, recovery_decisions, seed=settings.simulation.seed
+    )
+    counts = outcomes.status_counts(result)
+    summary = outcomes.status_summary(counts)
+    return dg.Output(
+        result,
+        metadata={
+            "devices": result.height,
+            "status_before": dg.MetadataValue.json(summary["before"]),
+            "status_after": dg.MetadataValue.json(summary["after"]),
+            "status_counts": markdown(counts, rows=counts.height),
+            "preview": markdown(result),
+        },
+    )
+
+
+def build_report(catalog: WarehouseCatalog, table: str) -> pl.DataFrame:
+    """(Re)create a report table from its .sql file over the current shards; returns it."""
+    with catalog.get_connection() as conn:
+        warehouse.create_views(conn, catalog.tables_root)
+        warehouse.create_table_from_sql(conn, table, warehouse.read_sql(f"{table}.sql"))
+        return conn.table(table).pl()
+
+
+def run_query(catalog: WarehouseCatalog, sql_file: str) -> pl.DataFrame:
+    with catalog.get_connection() as conn:
+        return conn.sql(warehouse.read_sql(sql_file)).pl()
+
+
+def chart_metadata(
+    catalog: WarehouseCatalog, name: str, png: bytes, alt: str
+) -> dict[str, dg.MetadataValue]:
+    """A chart embedded in the asset page, and its PNG file in the data folder."""
+    path = reports.write_png(png, catalog.tables_root.parent / "reports" / f"{name}.png")
+    return {
+        name: dg.MetadataValue.md(reports.markdown_image(png, alt)),
+        f"{name}_file": dg.MetadataValue.path(str(path)),
+    }
+
+
+@dg.asset(
+    deps=["sanitized_fleet"],
+    group_name=REPORT_GROUP,
+    pool="duckdb_catalog",
+    kinds={"duckdb", "sql"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def failure_clusters(catalog: WarehouseCatalog) -> dg.MaterializeResult:
+    """Upgrade paths (region x model x firmware) ranked by failures within their region
+    (RANK) and by failure rate fleet-wide (DENSE_RANK), with their share of the region's
+    failures; shows the region x model heatmap. SQL: `sql/failure_clusters.sql`."""
+    frame = build_report(catalog, "failure_clusters")
+    rates = run_query(catalog, "region_model_failure_rate.sql")
+    worst = frame.filter(pl.col("cluster_rank") == 1).sort("failures", descending=True)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "worst_clusters": markdown(worst, rows=worst.height or 1),
+            **chart_metadata(
+                catalog,
+                "failure_heatmap",
+                reports.failure_heatmap_png(rates),
+                "failure rate by region and model",
+            ),
+        }
+    )
+
+
+@dg.asset(
+    deps=["sanitized_fleet"],
+    group_name=REPORT_GROUP,
+    pool="duckdb_catalog",
+    kinds={"duckdb", "sql"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def failure_telemetry(catalog: WarehouseCatalog) -> dg.MaterializeResult:
+    """Failed and partial devices per battery and signal band in each region, with the
+    band's failure rate. SQL: `sql/failure_telemetry.sql`."""
+    frame = build_report(catalog, "failure_telemetry")
+    fleet = (
+        frame.group_by("measure", "band_order", "band", maintain_order=True)
+        .agg(pl.col("devices", "failed", "partial").sum())
+        .sort("measure", "band_order")
+    )
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": frame.height, "fleet_bands": markdown(fleet, rows=20)}
+    )
+
+
+@dg.asset(
+    deps=["quarantine", "recovery_decisions"],
+    group_name=REPORT_GROUP,
+    pool="duckdb_catalog",
+    kinds={"duckdb", "sql"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def triage_queue(catalog: WarehouseCatalog) -> dg.MaterializeResult:
+    """The manual-triage queue by reason code per region: quarantined records by broken
+    contract rule (column:rule) and devices the policy sent to a person, by rule.
+    SQL: `sql/triage_queue.sql`."""
+    frame = build_report(catalog, "triage_queue")
+    fleet = (
+        frame.group_by("source", "reason_code")
+        .agg(pl.col("records").sum())
+        .sort("records", descending=True)
+    )
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": frame.height, "top_reasons": markdown(fleet, rows=15)}
+    )
+
+
+@dg.asset(
+    deps=["campaign_status", "recovery_decisions"],
+    group_name=REPORT_GROUP,
+    pool="duckdb_catalog",
+    kinds={"duckdb", "sql"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def campaign_report(catalog: WarehouseCatalog) -> dg.MaterializeResult:
+    """Each region's campaign, running or halted, with the numbers that triggered a halt and
+    the updates it holds back. SQL: `sql/campaign_report.sql`."""
+    frame = build_report(catalog, "campaign_report")
+    halted = frame.filter(pl.col("campaign") == "halted")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "halted_regions": dg.MetadataValue.json(halted["region"].to_list()),
+            "campaigns": markdown(frame.select("region", "campaign", "summary"), rows=10),
+        }
+    )
+
+
+@dg.asset(
+    deps=["recovery_outcomes"],
+    group_name=REPORT_GROUP,
+    pool="duckdb_catalog",
+    kinds={"duckdb", "sql"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def status_before_after(catalog: WarehouseCatalog) -> dg.MaterializeResult:
+    """Devices per status before and after recovery, per region and fleet-wide (region
+    'all'), with the before/after bar chart. SQL: `sql/status_before_after.sql`."""
+    frame = build_report(catalog, "status_before_after")
+    fleet = frame.filter(pl.col("region") == "all")
+    by_phase = outcomes.status_summary(fleet)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "fleet_before": dg.MetadataValue.json(by_phase["before"]),
+            "fleet_after": dg.MetadataValue.json(by_phase["after"]),
+            **chart_metadata(
+                catalog,
+                "status_before_after",
+                reports.status_bars_png(fleet),
+                "fleet status before and after recovery",
+            ),
         }
     )

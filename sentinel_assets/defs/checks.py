@@ -133,3 +133,88 @@ def regional_rank_contract(catalog: WarehouseCatalog) -> dg.AssetCheckResult:
     with catalog.get_connection() as conn:
         frame = conn.sql("SELECT * FROM regional_rank").pl()
     return contract_result(frame, "regional_rank")
+
+
+# --- Recovery outcomes and analyst reports -------------------------------------------------
+
+outcome_contract_checks = [
+    region_contract_check(asset) for asset in ("campaign_status", "recovery_outcomes")
+]
+
+
+@dg.asset_check(
+    asset="recovery_outcomes",
+    blocking=True,
+    partitions_def=region_partitions,
+    additional_ins={"sanitized_fleet": dg.AssetIn(metadata={"columns": ["update_status"]})},
+)
+def outcomes_cover_the_fleet(
+    recovery_outcomes: pl.DataFrame, sanitized_fleet: pl.DataFrame
+) -> dg.AssetCheckResult:
+    """Every sanitized device has exactly one outcome, and the before-counts are the fleet's."""
+    before = recovery_outcomes["status_before"].value_counts().sort("status_before")
+    fleet = sanitized_fleet["update_status"].value_counts().sort("update_status")
+    same_counts = before.rows() == fleet.rows()
+    return dg.AssetCheckResult(
+        passed=recovery_outcomes.height == sanitized_fleet.height and same_counts,
+        metadata={
+            "devices": sanitized_fleet.height,
+            "outcomes": recovery_outcomes.height,
+            "status_counts_match": same_counts,
+        },
+    )
+
+
+@dg.asset_check(
+    asset="campaign_status",
+    blocking=True,
+    partitions_def=region_partitions,
+    additional_ins={
+        "sanitized_fleet": dg.AssetIn(metadata={"columns": ["update_status"]}),
+        "recovery_decisions": dg.AssetIn(metadata={"columns": ["update_status", "action"]}),
+    },
+)
+def halt_holds_pending_updates(
+    campaign_status: pl.DataFrame, sanitized_fleet: pl.DataFrame, recovery_decisions: pl.DataFrame
+) -> dg.AssetCheckResult:
+    """A halted campaign holds every pending update; a running one holds none."""
+    halted = bool(campaign_status["halted"].any())
+    pending = int((sanitized_fleet["update_status"] == "pending").sum())
+    held_pending = recovery_decisions.filter(
+        (pl.col("update_status") == "pending") & (pl.col("action") == "hold")
+    ).height
+    held = int((recovery_decisions["action"] == "hold").sum())
+    passed = held_pending == pending if halted else held == 0
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={"halted": halted, "pending": pending, "held": held, "held_pending": held_pending},
+    )
+
+
+def report_contract_check(asset: str) -> dg.AssetChecksDefinition:
+    """A blocking check of a report table in the DuckDB catalog against its contract."""
+
+    @dg.asset_check(
+        asset=asset,
+        name="contract",
+        blocking=True,
+        description=f"Every row of the {asset} report satisfies its Pandera contract.",
+    )
+    def _check(catalog: WarehouseCatalog) -> dg.AssetCheckResult:
+        with catalog.get_connection() as conn:
+            frame = conn.table(asset).pl()
+        return contract_result(frame, asset)
+
+    return _check
+
+
+report_contract_checks = [
+    report_contract_check(asset)
+    for asset in (
+        "failure_clusters",
+        "failure_telemetry",
+        "triage_queue",
+        "campaign_report",
+        "status_before_after",
+    )
+]

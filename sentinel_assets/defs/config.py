@@ -91,19 +91,62 @@ class ChaosSettings(dg.Config):
 
 
 class RecoverySettings(dg.Config):
-    """Thresholds of the recovery policy (see `recovery.RecoveryPolicy` for their meaning)."""
+    """The recovery policy (`recovery.RecoveryPolicy`): retry, rollback guard, stale devices
+    and the per-region campaign abort. Invalid values are rejected with their names."""
 
-    min_rollback_battery_pct: float = RecoveryPolicy.min_rollback_battery_pct
-    min_rollback_voltage_v: float = RecoveryPolicy.min_rollback_voltage_v
-    max_rollback_temperature_c: float = RecoveryPolicy.max_rollback_temperature_c
-    min_retry_battery_pct: float = RecoveryPolicy.min_retry_battery_pct
-    max_retries: int = RecoveryPolicy.max_retries
-    min_signal_dbm: float = RecoveryPolicy.min_signal_dbm
-    retriable_failure_kinds: list[str] = Field(default=list(RecoveryPolicy.retriable_failure_kinds))
-    retry_backoff_minutes: float = RecoveryPolicy.retry_backoff_minutes
-    stale_after_hours: float = RecoveryPolicy.stale_after_hours
-    abort_failure_rate: float = RecoveryPolicy.abort_failure_rate
-    abort_min_attempted: int = RecoveryPolicy.abort_min_attempted
+    min_rollback_battery_pct: float = Field(
+        default=RecoveryPolicy.min_rollback_battery_pct,
+        description="A partial device rolls back only at or above this battery %; else defer.",
+    )
+    min_rollback_voltage_v: float = Field(
+        default=RecoveryPolicy.min_rollback_voltage_v,
+        description="... and at or above this cell voltage (Li-ion: ~3.3 V empty, 4.2 V full).",
+    )
+    max_rollback_temperature_c: float = Field(
+        default=RecoveryPolicy.max_rollback_temperature_c,
+        description="Above this device temperature a rollback is deferred (cool down first).",
+    )
+    max_boot_attempts: int = Field(
+        default=RecoveryPolicy.max_boot_attempts,
+        description="Boots a new image on trial gets from its watchdog before it is rolled "
+        "back (greenboot: 3); until then the device is left to commit or fall back itself.",
+    )
+    min_retry_battery_pct: float = Field(
+        default=RecoveryPolicy.min_retry_battery_pct,
+        description="A failed device is retried only at or above this battery %; else defer.",
+    )
+    max_retries: int = Field(
+        default=RecoveryPolicy.max_retries,
+        description="Retries per device (0-10, like AWS IoT Jobs); reached -> manual triage.",
+    )
+    min_signal_dbm: float = Field(
+        default=RecoveryPolicy.min_signal_dbm,
+        description="Below this signal a retry is pointless (the download will not finish).",
+    )
+    retriable_failure_kinds: list[str] = Field(
+        default=list(RecoveryPolicy.retriable_failure_kinds),
+        description="Failure kinds worth retrying; any other kind goes to manual triage.",
+    )
+    retry_backoff_minutes: float = Field(
+        default=RecoveryPolicy.retry_backoff_minutes,
+        description="Wait before a first retry; doubles with each earlier retry.",
+    )
+    retry_backoff_max_minutes: float = Field(
+        default=RecoveryPolicy.retry_backoff_max_minutes,
+        description="Longest wait between retries (default one day: no retry storms).",
+    )
+    stale_after_hours: float = Field(
+        default=RecoveryPolicy.stale_after_hours,
+        description="A device silent for longer is sent to triage, not acted on blindly.",
+    )
+    abort_failure_rate: float = Field(
+        default=RecoveryPolicy.abort_failure_rate,
+        description="Halt a region's campaign when this share of attempted updates failed ...",
+    )
+    abort_min_attempted: int = Field(
+        default=RecoveryPolicy.abort_min_attempted,
+        description="... once at least this many devices attempted the update.",
+    )
 
     @model_validator(mode="after")
     def _policy_is_valid(self) -> "RecoverySettings":

@@ -22,6 +22,7 @@ from sentinel_assets.defs.config import (
 
 CATALOG_FILE = "warehouse.duckdb"
 TABLES_DIR = "tables"
+STORAGE_COMPATIBILITY = "v1.2.0"
 
 
 class SentinelSettings(dg.ConfigurableResource):
@@ -95,7 +96,11 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
 def build_resources(home: Path | None = None) -> dict[str, object]:
     """Resources rooted at one data folder (default `$SENTINEL_HOME`, else ./.sentinel)."""
     home = home or data_home()
-    catalog = WarehouseCatalog(database=str(home / CATALOG_FILE))
+    catalog = WarehouseCatalog(
+        database=str(home / CATALOG_FILE),
+        # Readable by older `duckdb` command-line clients too, not only this Python package.
+        connection_config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
+    )
     return {
         "settings": SentinelSettings(
             simulation=SimulationSettings(

@@ -1,0 +1,131 @@
+-- Sentinel analyst queries: run them unchanged against the warehouse file, e.g.
+--   duckdb -readonly .sentinel/warehouse.duckdb < sentinel_assets/sql/analysis_queries.sql
+-- (read-only, so it is safe beside a running pipeline). They read the warehouse views
+-- (sanitized_fleet, quarantine, recovery_decisions, recovery_outcomes, ...) and the report
+-- tables (failure_clusters, campaign_report, ...) that `make demo` materializes.
+-- Each query starts with its question (`-- Q:`) and the columns it returns (`-- columns:`).
+
+-- Q: How many devices are in each update status, fleet-wide, as the campaign stands?
+-- columns: update_status, devices
+SELECT update_status, count(*) AS devices
+FROM sanitized_fleet
+GROUP BY update_status
+ORDER BY devices DESC;
+
+-- Q: How do the fleet's status counts change once the recovery decisions are applied?
+-- columns: status, before, after
+SELECT
+    status,
+    coalesce(sum(devices) FILTER (WHERE phase = 'before'), 0)::BIGINT AS before,
+    coalesce(sum(devices) FILTER (WHERE phase = 'after'), 0)::BIGINT AS after
+FROM status_before_after
+WHERE region = 'all'
+GROUP BY status
+ORDER BY list_position(
+    ['success', 'partial', 'failed', 'pending', 'recovered', 'rolled_back',
+     'still_failed', 'deferred', 'held', 'in_triage'],
+    status
+);
+
+-- Q: Which regions' campaigns are halted, and what numbers triggered the halt?
+-- columns: region, campaign, attempted, failures, failure_pct, threshold_pct, abort_min_attempted, held_devices
+SELECT
+    region,
+    campaign,
+    attempted,
+    failures,
+    round(100 * failure_rate, 1) AS failure_pct,
+    round(100 * abort_failure_rate, 1) AS threshold_pct,
+    abort_min_attempted,
+    held_devices
+FROM campaign_report
+ORDER BY campaign = 'halted' DESC, failure_rate DESC;
+
+-- Q: How do regions rank by their share of failed or partial devices, and how much of their data was quarantined?
+-- columns: region_rank, region, devices, unhealthy_pct, quarantine_pct
+SELECT DISTINCT
+    region_rank,
+    region,
+    devices,
+    round(100 * unhealthy_rate, 1) AS unhealthy_pct,
+    round(100 * quarantine_rate, 2) AS quarantine_pct
+FROM regional_rank
+ORDER BY region_rank, region;
+
+-- Q: Which upgrade path (model, firmware) holds the most failures in each region, and what share of the region's failures is it?
+-- columns: region, model, firmware_from, firmware_to, failures, failure_pct, share_of_region_pct
+SELECT
+    region,
+    model,
+    firmware_from,
+    firmware_to,
+    failures,
+    round(100 * failure_rate, 1) AS failure_pct,
+    round(100 * share_of_region_failures, 1) AS share_of_region_pct
+FROM failure_clusters
+WHERE cluster_rank = 1
+ORDER BY failures DESC, region;
+
+-- Q: Which region x model combinations have the highest failure rate (the heatmap's hottest cells)?
+-- columns: region, model, devices, failures, failure_pct
+SELECT
+    region,
+    model,
+    sum(devices)::BIGINT AS devices,
+    sum(failures)::BIGINT AS failures,
+    round(100 * sum(failures) / sum(devices), 1) AS failure_pct
+FROM failure_clusters
+GROUP BY region, model
+ORDER BY failure_pct DESC, region, model
+LIMIT 10;
+
+-- Q: Do failed and partial updates gather at low battery or weak signal?
+-- columns: measure, band, devices, failed, partial, failure_pct
+SELECT
+    measure,
+    band,
+    sum(devices)::BIGINT AS devices,
+    sum(failed)::BIGINT AS failed,
+    sum(partial)::BIGINT AS partial,
+    round(100 * sum(failed + partial) / nullif(sum(devices), 0), 1) AS failure_pct
+FROM failure_telemetry
+GROUP BY measure, band_order, band
+ORDER BY measure, band_order;
+
+-- Q: What fills the manual-triage queue, fleet-wide, by reason code?
+-- columns: source, reason_code, records
+SELECT source, reason_code, sum(records)::BIGINT AS records
+FROM triage_queue
+GROUP BY source, reason_code
+ORDER BY records DESC, source, reason_code
+LIMIT 15;
+
+-- Q: Why are partial (uncommitted) devices not all rolled back right away?
+-- columns: action, reason_code, devices
+SELECT action, reason_code, count(*) AS devices
+FROM recovery_decisions
+WHERE update_status = 'partial'
+GROUP BY action, reason_code
+ORDER BY devices DESC;
+
+-- Q: Which devices are due for a retry first?
+-- columns: next_attempt_at, region, device_id, model, failure_kind, reason
+SELECT next_attempt_at, region, device_id, model, failure_kind, reason
+FROM recovery_decisions
+WHERE action = 'retry'
+ORDER BY next_attempt_at, region, device_id
+LIMIT 20;
+
+-- Q: How often did retries and rollbacks work in the simulation, per region, against the odds the model gave them?
+-- columns: region, action, attempts, worked, worked_pct, expected_pct
+SELECT
+    region,
+    action,
+    count(*) AS attempts,
+    count(*) FILTER (WHERE status_after IN ('recovered', 'rolled_back')) AS worked,
+    round(100 * worked / attempts, 1) AS worked_pct,
+    round(100 * avg(success_probability), 1) AS expected_pct
+FROM recovery_outcomes
+WHERE action IN ('retry', 'rollback')
+GROUP BY region, action
+ORDER BY region, action;

@@ -1,0 +1,278 @@
+"""Reports for analysts: charts, report tables and the analyst queries, on a real warehouse."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from sentinel_assets import reports, warehouse
+from sentinel_assets.contracts import ASSET_CONTRACTS, check_contract
+
+REGIONS = ("af-south", "eu-west")  # with the default biases af-south halts, eu-west runs
+DEVICES = 2_000
+REPORT_TABLES = (
+    "failure_clusters",
+    "failure_telemetry",
+    "triage_queue",
+    "campaign_report",
+    "status_before_after",
+)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> tuple[Path, list[dg.ExecuteInProcessResult]]:
+    """The fleet of two regions and the reports, materialized into a private data folder."""
+    home = tmp_path_factory.mktemp("sentinel")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SENTINEL_HOME", str(home))
+        env.setenv("SENTINEL_DEVICES_PER_REGION", str(DEVICES))
+        from sentinel_assets.definitions import defs
+        from sentinel_assets.defs.resources import build_resources
+
+        results = []
+        with dg.DagsterInstance.ephemeral() as instance:
+            for region in REGIONS:
+                results.append(
+                    defs.resolve_job_def("fleet_refresh").execute_in_process(
+                        partition_key=region, instance=instance, resources=build_resources(home)
+                    )
+                )
+            results.append(
+                defs.resolve_job_def("regional_report").execute_in_process(
+                    instance=instance, resources=build_resources(home)
+                )
+            )
+    return home, results
+
+
+@pytest.fixture
+def conn(pipeline):
+    home, _ = pipeline
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
+        yield connection
+
+
+pytestmark = pytest.mark.slow
+
+
+# --- the pipeline's new assets and checks ------------------------------------------------
+
+
+def test_every_run_passes_every_check_including_the_new_ones(pipeline):
+    _, results = pipeline
+    checked = set()
+    for result in results:
+        assert result.success
+        evaluations = result.get_asset_check_evaluations()
+        assert all(e.passed for e in evaluations), [
+            e.asset_check_key for e in evaluations if not e.passed
+        ]
+        checked |= {e.asset_check_key.to_user_string() for e in evaluations}
+    assert {
+        "recovery_outcomes:contract",
+        "recovery_outcomes:outcomes_cover_the_fleet",
+        "campaign_status:contract",
+        "campaign_status:halt_holds_pending_updates",
+        *(f"{table}:contract" for table in REPORT_TABLES),
+    } <= checked
+
+
+def test_report_tables_meet_their_contracts(conn):
+    for table in REPORT_TABLES:
+        frame = conn.table(table).pl()
+        assert frame.height > 0, table
+        report = check_contract(frame, ASSET_CONTRACTS[table])
+        assert report.passed, (table, report.failure_cases)
+
+
+def test_outcome_metadata_counts_before_and_after(pipeline):
+    _, results = pipeline
+    [event] = [
+        e
+        for e in results[0].get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("recovery_outcomes")
+    ]
+    metadata = event.materialization.metadata
+    before, after = metadata["status_before"].value, metadata["status_after"].value
+    assert set(before) == {"success", "partial", "failed", "pending"}
+    assert sum(before.values()) == sum(after.values()) == metadata["devices"].value
+    assert after["held"] > 0  # af-south's campaign is halted
+
+
+def test_the_before_after_report_adds_up_per_region_and_in_total(conn):
+    totals = conn.sql(
+        "SELECT region, phase, sum(devices) AS devices FROM status_before_after GROUP BY ALL"
+    ).pl()
+    fleet = dict(conn.sql("SELECT region, count(*) FROM sanitized_fleet GROUP BY ALL").fetchall())
+    fleet["all"] = sum(fleet.values())
+    for region, phase, devices in totals.iter_rows():
+        assert devices == fleet[region], (region, phase)
+
+
+def test_the_campaign_report_names_the_halted_region_and_the_numbers_behind_it(conn):
+    report = conn.table("campaign_report").pl()
+    campaigns = dict(report.select("region", "campaign").iter_rows())
+    assert campaigns == {"af-south": "halted", "eu-west": "running"}
+    halted = report.filter(pl.col("region") == "af-south").row(0, named=True)
+    assert halted["failure_rate"] >= halted["abort_failure_rate"]
+    assert halted["attempted"] >= halted["abort_min_attempted"]
+    [(pending,)] = conn.sql(
+        "SELECT count(*) FROM sanitized_fleet WHERE region = 'af-south' AND "
+        "update_status = 'pending'"
+    ).fetchall()
+    assert halted["held_devices"] >= pending > 0
+    assert f"{halted['failures']} of {halted['attempted']} attempted failed" in halted["summary"]
+
+
+def test_failure_clusters_rank_and_share_within_each_region(conn):
+    clusters = conn.table("failure_clusters").pl()
+    shares = clusters.group_by("region").agg(pl.col("share_of_region_failures").sum())
+    assert shares["share_of_region_failures"].to_list() == pytest.approx([1.0] * len(REGIONS))
+    top = clusters.filter(pl.col("cluster_rank") == 1)
+    most = clusters.group_by("region").agg(pl.col("failures").max())
+    assert top.join(most, on=["region", "failures"]).height == top.height
+    # DENSE_RANK leaves no gaps: its ranks run 1..number of distinct rates.
+    ranks = clusters["fleet_rate_rank"].unique().sort().to_list()
+    assert ranks == list(range(1, clusters["failure_rate"].n_unique() + 1))
+
+
+def test_the_triage_queue_counts_every_quarantined_record_and_triaged_device(conn):
+    queue = conn.table("triage_queue").pl()
+    sizes = queue.group_by("region", "source").agg(pl.col("queue_records").first())
+    quarantined = dict(conn.sql("SELECT partition, count(*) FROM quarantine GROUP BY 1").fetchall())
+    triaged = dict(
+        conn.sql(
+            "SELECT region, count(*) FROM recovery_decisions WHERE action = 'manual_triage' "
+            "GROUP BY 1"
+        ).fetchall()
+    )
+    for region, source, size in sizes.iter_rows():
+        assert size == (quarantined if source == "quarantine" else triaged)[region]
+    codes = set(queue["reason_code"])
+    assert any(":" in code for code in codes)  # quarantine: column:rule
+    assert "not_retriable" in codes  # recovery: the policy rule
+
+
+def test_failure_telemetry_covers_every_device_once_per_measure(conn):
+    telemetry = conn.table("failure_telemetry").pl()
+    per_measure = telemetry.group_by("region", "measure").agg(pl.col("devices").sum())
+    fleet = dict(conn.sql("SELECT region, count(*) FROM sanitized_fleet GROUP BY 1").fetchall())
+    for region, _, devices in per_measure.iter_rows():
+        assert devices == fleet[region]
+
+
+# --- charts --------------------------------------------------------------------------------
+
+
+def test_charts_are_written_to_the_data_folder_and_embedded_in_the_asset_page(pipeline):
+    home, results = pipeline
+    charts = {"failure_clusters": "failure_heatmap", "status_before_after": "status_before_after"}
+    events = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in results[-1].get_asset_materialization_events()
+    }
+    for asset, chart in charts.items():
+        png = (home / "reports" / f"{chart}.png").read_bytes()
+        assert png.startswith(PNG_MAGIC)
+        markdown = events[asset][chart].value
+        assert markdown.startswith("![") and "(data:image/png;base64," in markdown
+        assert events[asset][f"{chart}_file"].value == str(home / "reports" / f"{chart}.png")
+    assert not list((home / "reports").glob(".*.tmp"))
+
+
+def test_the_heatmap_renders_a_region_without_every_model():
+    rates = pl.DataFrame(
+        {"region": ["eu-west", "eu-west", "us-east"], "model": ["gw-100", "cam-x3", "gw-100"]}
+    ).with_columns(failure_rate=pl.Series([0.1, 0.4, 0.2]))
+    assert reports.failure_heatmap_png(rates).startswith(PNG_MAGIC)
+
+
+def test_the_status_chart_renders_and_embeds():
+    counts = pl.DataFrame(
+        {
+            "phase": ["before", "before", "after", "after", "after"],
+            "status": ["success", "failed", "success", "recovered", "still_failed"],
+            "devices": [90, 10, 90, 8, 2],
+        }
+    )
+    png = reports.status_bars_png(counts)
+    assert png.startswith(PNG_MAGIC)
+    assert reports.markdown_image(png, "status").startswith("![status](data:image/png;base64,iVBOR")
+
+
+def test_a_chart_file_is_replaced_whole(tmp_path):
+    path = reports.write_png(PNG_MAGIC + b"old", tmp_path / "reports" / "chart.png")
+    reports.write_png(PNG_MAGIC + b"new", path)
+    assert path.read_bytes() == PNG_MAGIC + b"new"
+    assert [p.name for p in path.parent.iterdir()] == ["chart.png"]
+
+
+# --- the analyst queries -------------------------------------------------------------------
+
+
+def test_every_analyst_query_documents_its_question_and_columns():
+    queries = reports.analysis_queries()
+    assert len(queries) >= 8
+    for query in queries:
+        assert query.question.endswith("?")
+        assert query.columns and all(query.columns)
+        assert query.sql.endswith(";")
+
+
+def test_every_analyst_query_returns_rows_with_its_documented_columns(conn):
+    for query in reports.analysis_queries():
+        frame = conn.sql(query.sql).pl()
+        assert frame.columns == list(query.columns), query.question
+        assert frame.height > 0, query.question
+
+
+def test_the_analyst_file_runs_whole_as_the_cli_would_read_it(conn):
+    """All statements of the file in one go, comments included, as `duckdb < file` runs it."""
+    text = warehouse.read_sql(reports.ANALYSIS_QUERIES_FILE)
+    statements = [s for s in text.split(";\n") if s.strip() and not _only_comments(s)]
+    assert len(statements) == len(reports.analysis_queries())
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _only_comments(sql: str) -> bool:
+    return all(line.strip().startswith("--") or not line.strip() for line in sql.splitlines())
+
+
+@pytest.mark.skipif(shutil.which("duckdb") is None, reason="no duckdb command-line client")
+def test_the_analyst_file_runs_unchanged_in_the_duckdb_cli(pipeline):
+    home, _ = pipeline
+    cli_version = subprocess.run(["duckdb", "--version"], capture_output=True, text=True).stdout
+    if duckdb.__version__ not in cli_version:
+        pytest.skip(f"duckdb CLI {cli_version.strip()} != Python duckdb {duckdb.__version__}")
+    sql = warehouse.read_sql(reports.ANALYSIS_QUERIES_FILE)
+    run = subprocess.run(
+        ["duckdb", "-readonly", str(home / "warehouse.duckdb")],
+        input=sql,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Error" not in run.stdout + run.stderr
+
+
+def test_a_query_without_its_columns_line_is_refused():
+    with pytest.raises(ValueError, match="no `-- columns:` line"):
+        reports.analysis_queries("-- Q: How many?\nSELECT 1;\n")
+    with pytest.raises(ValueError, match="does not end with ';'"):
+        reports.analysis_queries("-- Q: How many?\n-- columns: n\nSELECT 1 AS n\n")
+
+
+def test_the_outcome_summary_gives_the_demo_its_closing_lines(conn):
+    summary = reports.read_outcome_summary(conn)
+    assert summary.status.columns == ["status", "before", "after"]
+    assert summary.status["before"].sum() == summary.status["after"].sum()
+    assert summary.status.filter(pl.col("status") == "partial")["after"].to_list() == [0]
+    assert summary.halted["region"].to_list() == ["af-south"]
+    assert summary.halted["summary"][0].startswith("halted: ")
