@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from sentinel_assets.chaos import inject_faults
+from sentinel_assets.contracts import FAULT_KINDS
 from sentinel_assets.generate import generate_fleet
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -25,18 +26,7 @@ def fleet() -> pl.DataFrame:
 @pytest.fixture(scope="session")
 def corrupted(fleet: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The same fleet with 5 % of each fault kind, and its ledger."""
-    rates = dict.fromkeys(
-        [
-            "null",
-            "type_mismatch",
-            "out_of_bounds",
-            "unknown_status",
-            "duplicate_row",
-            "malformed_device_id",
-        ],
-        0.05,
-    )
-    return inject_faults(fleet, rates, seed=1)
+    return inject_faults(fleet, dict.fromkeys(FAULT_KINDS, 0.05), seed=1)
 
 
 @pytest.fixture
