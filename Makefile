@@ -8,7 +8,9 @@ SENTINEL_HOME ?= $(CURDIR)/.sentinel
 DAGSTER_HOME ?= $(SENTINEL_HOME)/dagster
 export SENTINEL_HOME DAGSTER_HOME
 
-.PHONY: demo ui test lint format bench install instance clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: demo ui test lint format bench install instance clean browser
 
 demo: install instance ## Materialize every region headless and print the summary
 	$(BIN)/sentinel demo
@@ -16,8 +18,16 @@ demo: install instance ## Materialize every region headless and print the summar
 ui: install instance ## Open the project in the Dagster UI (with the daemon, for schedules/sensors)
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: install ## The whole test suite
+test: install browser ## The whole test suite
 	$(BIN)/pytest
+
+browser: ## Debian's Chromium for the browser UI test (Playwright from the dev extra drives it)
+	@test -x $(CHROMIUM) \
+	  || { test "$$(id -u)" = 0 && apt-get update -qq \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || { sudo -n true 2>/dev/null && sudo apt-get update -qq \
+	       && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || echo "make browser: cannot install chromium here (needs root or sudo): the browser test will be skipped"
 
 lint: install
 	$(BIN)/ruff check .

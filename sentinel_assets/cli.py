@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from sentinel_assets import warehouse
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.defs.config import data_home
 from sentinel_assets.defs.resources import CATALOG_FILE
-from sentinel_assets.orchestrate import RunOutcome, run_regions, run_report
+from sentinel_assets.live import wants_live_view, watch_demo
+from sentinel_assets.orchestrate import RunOutcome, prepare_instance_home, run_fleet
+from sentinel_assets.progress import DEMO_TAG
 from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
 # Piped output (CI, logs) gets a wide, colourless table instead of a truncated 80 columns.
@@ -118,20 +121,31 @@ def demo(args: argparse.Namespace) -> int:
             raise UsageError("--devices-per-region must be >= 0")
         os.environ["SENTINEL_DEVICES_PER_REGION"] = str(args.devices_per_region)
     home = data_home()
+    demo_id = uuid.uuid4().hex
     console.print(
         f"[bold]Sentinel[/] materializing {len(regions)} region(s), {args.parallel} at a time"
-        f" -> {home}"
+        f" -> {home}  (runs tagged {DEMO_TAG}={demo_id})"
     )
     started = time.perf_counter()
-    outcomes = run_regions(regions, args.parallel, on_done=_print_outcome)
-    if not all(o.success for o in outcomes):
+    prepare_instance_home()
+    with watch_demo(console, demo_id, regions, live=wants_live_view()) as (poll, reader):
+
+        def remember_crash(outcome: RunOutcome) -> None:
+            if outcome.error and not outcome.run_id:  # the worker died: no run tells it
+                reader.errors[outcome.label] = outcome.error
+
+        fleet = run_fleet(
+            regions, args.parallel, tags={DEMO_TAG: demo_id}, on_done=remember_crash, on_poll=poll
+        )
+    elapsed = time.perf_counter() - started
+    for outcome in [*fleet.regions, *([fleet.report] if fleet.report else [])]:
+        if not outcome.success:
+            _print_outcome(outcome)
+    if fleet.report is None:
         console.print("[red]Some regions failed; the regional report was not refreshed.[/]")
         console.print("Open `make ui` and look at the failed runs for the reason.")
         return 1
-    report = run_report()
-    _print_outcome(report)
-    elapsed = time.perf_counter() - started
-    if not report.success:
+    if not fleet.report.success:
         return 1
     print_results(home / CATALOG_FILE)
     console.print(

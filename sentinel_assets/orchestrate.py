@@ -8,8 +8,8 @@ parallel runs never contend for the DuckDB lock.
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +67,9 @@ def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
     return RunOutcome(label, result.run_id, result.success, failed, error)
 
 
-def run_job(job_name: str, partition_key: str | None = None) -> RunOutcome:
+def run_job(
+    job_name: str, partition_key: str | None = None, tags: Mapping[str, str] | None = None
+) -> RunOutcome:
     """Run one job (one partition) in this process against the persistent instance."""
     from sentinel_assets.definitions import defs
 
@@ -77,9 +79,76 @@ def run_job(job_name: str, partition_key: str | None = None) -> RunOutcome:
             instance=instance,
             run_config=QUIET_LOGS,
             raise_on_error=False,
-            tags={"sentinel/launched_by": "sentinel-cli"},
+            tags={"sentinel/launched_by": "sentinel-cli", **(tags or {})},
         )
     return _outcome(partition_key or job_name, result)
+
+
+@dataclass(frozen=True)
+class FleetOutcome:
+    """Every region's run, then the report's (None when a region failed and it never ran)."""
+
+    regions: list[RunOutcome]
+    report: RunOutcome | None
+
+    @property
+    def success(self) -> bool:
+        return self.report is not None and self.report.success
+
+
+def _await_runs(
+    futures: Mapping[Future[RunOutcome], str],
+    on_done: Callable[[RunOutcome], None] | None,
+    on_poll: Callable[[], None] | None,
+    poll_seconds: float,
+) -> dict[str, RunOutcome]:
+    """Collect the runs as they finish, calling `on_poll` every `poll_seconds` meanwhile."""
+    outcomes: dict[str, RunOutcome] = {}
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=poll_seconds, return_when=FIRST_COMPLETED)
+        for future in finished:
+            label = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as error:  # a crashed worker must not hide the other regions
+                outcome = RunOutcome(label, "", False, error=f"{type(error).__name__}: {error}")
+            outcomes[label] = outcome
+            if on_done:
+                on_done(outcome)
+        if on_poll:
+            on_poll()
+    return outcomes
+
+
+def run_fleet(
+    regions: Sequence[str],
+    parallel: int,
+    *,
+    report: bool = True,
+    tags: Mapping[str, str] | None = None,
+    on_done: Callable[[RunOutcome], None] | None = None,
+    on_poll: Callable[[], None] | None = None,
+    poll_seconds: float = 0.5,
+) -> FleetOutcome:
+    """One `fleet_refresh` run per region, `parallel` at a time, then (when every region
+    succeeded and `report`) the `regional_report` run in an already warm worker. `on_poll`
+    is called every `poll_seconds` from this process while runs go (the live view)."""
+    for region in regions:
+        validate_region(region)
+    prepare_instance_home()
+    spawn = multiprocessing.get_context("spawn")  # no forked Polars/DuckDB thread pools
+    with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=spawn) as pool:
+        futures = {
+            pool.submit(run_job, "fleet_refresh", region, tags): region for region in regions
+        }
+        outcomes = _await_runs(futures, on_done, on_poll, poll_seconds)
+        ordered = [outcomes[region] for region in regions]
+        if not report or not all(o.success for o in ordered):
+            return FleetOutcome(ordered, None)
+        future = pool.submit(run_job, "regional_report", None, tags)
+        reported = _await_runs({future: "regional_report"}, on_done, on_poll, poll_seconds)
+    return FleetOutcome(ordered, reported["regional_report"])
 
 
 def run_regions(
@@ -88,23 +157,7 @@ def run_regions(
     on_done: Callable[[RunOutcome], None] | None = None,
 ) -> list[RunOutcome]:
     """One `fleet_refresh` run per region, `parallel` at a time, in region order."""
-    for region in regions:
-        validate_region(region)
-    prepare_instance_home()
-    outcomes: dict[str, RunOutcome] = {}
-    spawn = multiprocessing.get_context("spawn")  # no forked Polars/DuckDB thread pools
-    with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=spawn) as pool:
-        futures = {pool.submit(run_job, "fleet_refresh", region): region for region in regions}
-        for future in as_completed(futures):
-            region = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as error:  # a crashed worker must not hide the other regions
-                outcome = RunOutcome(region, "", False, error=f"{type(error).__name__}: {error}")
-            outcomes[region] = outcome
-            if on_done:
-                on_done(outcome)
-    return [outcomes[region] for region in regions]
+    return run_fleet(regions, parallel, report=False, on_done=on_done).regions
 
 
 def run_report() -> RunOutcome:

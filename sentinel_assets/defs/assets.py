@@ -36,6 +36,7 @@ def markdown(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
         tbl_hide_dataframe_shape=True,
         tbl_rows=rows,
         tbl_cols=-1,
+        tbl_width_chars=1000,  # never wrap a header: the UI renders the markdown itself
         fmt_str_lengths=60,
     ):
         return dg.MetadataValue.md(str(frame.head(rows)))

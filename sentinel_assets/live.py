@@ -1,0 +1,144 @@
+"""The terminal side of `sentinel demo` progress: a live rich table on a terminal, plain
+lines (one per change) when output is piped or in CI. Snapshots come from `progress`."""
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import dagster as dg
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from sentinel_assets.progress import DemoProgress, RegionProgress, State
+
+STEP_WIDTH = len("sanitized_fleet_quarantine_rate_within_gate")
+STATE_STYLES = {
+    State.QUEUED: "dim",
+    State.RUNNING: "yellow",
+    State.DONE: "green",
+    State.FAILED: "bold red",
+}
+
+
+def wants_live_view(stream: object = sys.stdout) -> bool:
+    """A live view needs a real terminal; CI logs and pipes get plain lines."""
+    isatty = getattr(stream, "isatty", None)
+    terminal = bool(isatty and isatty())
+    return terminal and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+
+
+def _checks(progress: RegionProgress) -> str:
+    return f"{progress.checks_passed} passed, {progress.checks_failed} failed"
+
+
+def progress_line(progress: RegionProgress) -> str:
+    """One plain line, e.g. `us-east running sanitization 12,000 rows 950 rows/s ...`."""
+    parts = [progress.label, progress.state.value]
+    if progress.asset_step:
+        parts.append(progress.asset_step)
+    if progress.state is not State.QUEUED:
+        parts.append(f"{progress.rows:,} rows")
+        parts.append(f"{progress.rows_per_second:,.0f} rows/s")
+        parts.append(f"checks {_checks(progress)}")
+    if progress.state in (State.DONE, State.FAILED):
+        parts.append(f"in {progress.seconds:.1f} s")
+        if progress.run_id:
+            parts.append(f"run {progress.run_id[:8]}")
+    if progress.failed_checks:
+        parts.append(f"failed checks: {', '.join(progress.failed_checks)}")
+    if progress.error:
+        parts.append(progress.error)
+    return " ".join(parts)
+
+
+def progress_table(snapshot: Sequence[RegionProgress]) -> Table:
+    """The live view: one row per region (and the report once it runs)."""
+    table = Table(title="Sentinel runs (from the Dagster instance)", header_style="bold")
+    # Fixed widths where values change length, so the table does not jump between polls.
+    for column, justify, width in [
+        ("region", "left", len("regional_report")),
+        ("state", "left", len("running")),
+        ("current step", "left", STEP_WIDTH),
+        ("rows", "right", 9),
+        ("rows/s", "right", 7),
+        ("checks ok", "right", None),
+        ("checks failed", "right", None),
+        ("time", "right", 7),
+        ("run", "left", 8),
+    ]:
+        table.add_column(column, justify=justify, min_width=width)
+    for p in snapshot:
+        started = p.state is not State.QUEUED
+        table.add_row(
+            p.label,
+            f"[{STATE_STYLES[p.state]}]{p.state.value}[/]",
+            p.error or p.step or "-",
+            f"{p.rows:,}" if started else "-",
+            f"{p.rows_per_second:,.0f}" if started else "-",
+            str(p.checks_passed),
+            f"[red]{p.checks_failed}[/]" if p.checks_failed else "0",
+            f"{p.seconds:.1f} s" if started else "-",
+            p.run_id[:8] or "-",
+        )
+    return table
+
+
+class PlainPrinter:
+    """Prints a region's line whenever its state or its asset step changes (check steps
+    would triple the lines of a CI log)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.seen: dict[str, tuple[State, str]] = {}
+
+    def __call__(self, snapshot: Sequence[RegionProgress]) -> None:
+        for progress in snapshot:
+            key = (progress.state, progress.asset_step)
+            if self.seen.get(progress.label, (State.QUEUED, "")) != key:
+                self.seen[progress.label] = key
+                self.console.print(progress_line(progress), highlight=False, markup=False)
+
+
+@contextlib.contextmanager
+def watch_demo(
+    console: Console, demo_id: str, labels: Sequence[str], *, live: bool
+) -> Iterator[tuple[Callable[[], None], DemoProgress]]:
+    """Yield `(poll, reader)`: each `poll()` reads the instance once and redraws the live
+    table or prints changed lines; a last poll runs on exit so the final states show."""
+    with dg.DagsterInstance.get() as instance:
+        reader = DemoProgress(instance, demo_id, labels)
+        printer = PlainPrinter(console)
+        unreadable: set[str] = set()
+
+        def snapshot() -> list[RegionProgress] | None:
+            try:
+                return reader.snapshot(time.time())
+            except Exception as error:  # a busy SQLite file must not stop the runs
+                if type(error).__name__ not in unreadable:  # say it once, not every poll
+                    unreadable.add(type(error).__name__)
+                    note = f"progress not readable now ({type(error).__name__}: {error})"
+                    console.print(note, markup=False)
+                return None
+
+        if not live:
+
+            def poll_plain() -> None:
+                if (shown := snapshot()) is not None:
+                    printer(shown)
+
+            yield poll_plain, reader
+            poll_plain()
+            return
+
+        with Live(console=console, auto_refresh=False, transient=False) as view:
+
+            def poll_live() -> None:
+                if (shown := snapshot()) is not None:
+                    view.update(progress_table(shown), refresh=True)
+
+            poll_live()
+            yield poll_live, reader
+            poll_live()
