@@ -307,13 +307,42 @@ def decide_recovery(
     guards = _guards(policy, as_of)
     status = pl.col("update_status")
     unhealthy = status.is_in(["partial", "failed"]) | ((status == "pending") & pl.col("halted"))
-    return (
-        fleet.join(campaign_health(fleet, policy), on="region", how="left")
+    decided = (
+        # Success is never unhealthy: drop it before the join (the health uses every device).
+        fleet.filter(status.is_in(["partial", "failed", "pending"]))
+        .join(campaign_health(fleet, policy), on="region", how="left")
         .filter(unhealthy)
+        .with_row_index("__row")
         .with_columns(
-            _first_match([(g.when, pl.lit(g.action)) for g in guards]).alias("action"),
-            _first_match([(g.when, pl.lit(g.code)) for g in guards]).alias("reason_code"),
-            _first_match([(g.when, g.reason) for g in guards]).alias("reason"),
+            _first_match([(g.when, pl.lit(i)) for i, g in enumerate(guards)]).alias("__guard")
+        )
+    )
+    # The deciding guard writes its reason for its own rows only: one `when/then` chain over
+    # all the reasons would format every guard's text for every row and keep one of them.
+    inputs = sorted({name for g in guards for name in g.reason.meta.root_names()})
+    by_guard = decided.select("__row", "__guard", *inputs).partition_by(
+        "__guard", as_dict=True, maintain_order=True
+    )
+    reasons = pl.concat(
+        [
+            part.select(
+                "__row",
+                (pl.lit(None) if i is None else guards[i].reason).cast(pl.String).alias("reason"),
+            )
+            for (i,), part in by_guard.items()
+        ]
+        or [pl.DataFrame(schema={"__row": pl.UInt32, "reason": pl.String})]
+    ).sort("__row")
+    guard = pl.col("__guard")
+    return (
+        decided.with_columns(
+            guard.replace_strict(dict(enumerate(g.action for g in guards)), default=None)
+            .cast(pl.String)
+            .alias("action"),
+            guard.replace_strict(dict(enumerate(g.code for g in guards)), default=None)
+            .cast(pl.String)
+            .alias("reason_code"),
+            reasons["reason"],
         )
         .with_columns(
             pl.when(pl.col("action") == "retry")

@@ -64,28 +64,53 @@ def _require_columns(corrupted: pl.DataFrame) -> None:
         raise ValueError(f"corrupted fleet is missing contract columns: {', '.join(missing)}")
 
 
+def _reason_lists(flags: pl.DataFrame, rules: list[RowRule]) -> pl.DataFrame:
+    """Per flagged row, the codes of the rules it broke, in rule order.
+
+    Only the few broken cells are touched (long format, then one list per row), instead of a
+    list built from every rule for every row.
+    """
+    order = {rule.code: i for i, rule in enumerate(rules)}
+    return (
+        flags.with_row_index("__row")
+        .unpivot(index="__row", variable_name="reason", value_name="__hit")
+        .filter(pl.col("__hit"))
+        .with_columns(
+            pl.col("reason").replace_strict(order, return_dtype=pl.Int64).alias("__order")
+        )
+        .sort("__row", "__order")
+        .group_by("__row", maintain_order=True)
+        .agg(pl.col("reason").alias("reasons"))
+        .select("reasons")
+    )
+
+
 def split_fleet(corrupted: pl.DataFrame, partition: str) -> SplitFleet:
     """Every input record ends up in exactly one of the two frames."""
     validate_region(partition)
     _require_columns(corrupted)
     if not corrupted["record_id"].is_sorted():
         corrupted = corrupted.sort("record_id")  # first occurrence of a device id wins
+    else:  # let the uniqueness rule use the order it was just shown to have
+        corrupted = corrupted.with_columns(pl.col("record_id").set_sorted())
     rules = sanitizer_rules(partition)
-    parsed = corrupted.with_columns(
-        *(_unparsable(c).alias(f"__unparsable_{c}") for c in TEXT_ENCODED_COLUMNS),
-        *(pl.col(c).cast(FLEET_DTYPES[c], strict=False) for c in TEXT_ENCODED_COLUMNS),
+    # Each reading is parsed once; `_unparsable` then compares the text with its parse.
+    parsed = corrupted.select(FLEET_COLUMNS).with_columns(
+        pl.col(c).cast(FLEET_DTYPES[c], strict=False) for c in TEXT_ENCODED_COLUMNS
+    )
+    parsed = parsed.with_columns(
+        (corrupted[c].is_not_null() & parsed[c].is_null()).alias(f"__unparsable_{c}")
+        for c in TEXT_ENCODED_COLUMNS
     )
     flags = parsed.select(rule.violated.alias(rule.code) for rule in rules)
     broken = flags.select(pl.any_horizontal(pl.all()).alias("broken")).to_series()
 
-    sanitized = parsed.filter(~broken).select(
-        pl.col(c).cast(FLEET_DTYPES[c]) for c in FLEET_COLUMNS
+    sanitized = (
+        parsed.select(FLEET_COLUMNS)
+        .filter(~broken)
+        .select(pl.col(c).cast(FLEET_DTYPES[c]) for c in FLEET_COLUMNS)
     )
-    reasons = flags.filter(broken).select(
-        pl.concat_list(pl.when(pl.col(r.code)).then(pl.lit(r.code)) for r in rules)
-        .list.drop_nulls()
-        .alias("reasons")
-    )
+    reasons = _reason_lists(flags.filter(broken), rules)
     quarantine = pl.concat(
         [
             pl.DataFrame({"partition": pl.repeat(partition, reasons.height, eager=True)}),

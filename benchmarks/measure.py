@@ -1,0 +1,179 @@
+"""Run one benchmark subject in a fresh interpreter and measure it from outside.
+
+Every subject (the Dagster pipeline, the in-process limit, the seed-style script) runs as a
+child process, so its wall time includes interpreter start-up and imports, as a user running
+the command would see, and its peak memory is the RSS summed over the child and everything it
+starts (the pipeline's worker processes included), sampled from outside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.procmem import PeakRSS
+
+REPO = Path(__file__).resolve().parent.parent
+N_REGIONS = 8
+SIZES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+
+
+def size_label(devices: int) -> str:
+    for label, value in SIZES.items():
+        if value == devices:
+            return label
+    return f"{devices:_}"
+
+
+def parse_size(text: str) -> int:
+    """`10k`, `1m`, `250_000` -> devices."""
+    text = text.strip().lower()
+    if text in SIZES:
+        return SIZES[text]
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
+    return int(float(number.replace("_", "")) * scale)
+
+
+@dataclass
+class Measurement:
+    """What one child process did: seconds, peak memory of its tree, and its own report."""
+
+    subject: str
+    devices: int
+    seconds: float
+    peak_rss_gib: float
+    peak_processes: int
+    returncode: int
+    result: dict[str, Any] = field(default_factory=dict)
+    log: str = ""
+    # Launch to exit of the child, interpreter start-up and imports included.
+    process_seconds: float = float("nan")
+    # 1-minute load average before and after: other work on the machine shows up here.
+    load_before: float = float("nan")
+    load_after: float = float("nan")
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.result.get("success", True) is not False
+
+    @property
+    def us_per_device(self) -> float:
+        return self.seconds / self.devices * 1e6 if self.devices else float("nan")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["us_per_device"] = self.us_per_device
+        data["ok"] = self.ok
+        return data
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    # The package and `benchmarks` import from the checkout even without an editable install.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def run_child(
+    subject: str,
+    devices: int,
+    args: list[str],
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    result_json: Path | None = None,
+    timeout: float | None = None,
+) -> Measurement:
+    """Run `python <args>` to completion; wall time from launch to the child's own
+    `finished_at` (when it reports one, so its after-the-fact bookkeeping is not counted)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{subject}.log"
+    load_before = os.getloadavg()[0]
+    launched = time.time()
+    with open(log_path, "w") as log, PeakRSS(interval=0.1) as memory:
+        child = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO,
+            env=_child_env(env or {}),
+            stdout=log if result_json else subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        memory.root = child.pid
+        stdout, _ = child.communicate(timeout=timeout)
+        exited = time.time()
+    result: dict[str, Any] = {}
+    try:
+        text = result_json.read_text() if result_json else stdout
+        result = json.loads(text) if text else {}
+    except (OSError, json.JSONDecodeError):
+        result = {}
+    finished = result.get("finished_at", exited)
+    tail = "" if child.returncode == 0 else "".join(log_path.read_text().splitlines(True)[-30:])
+    return Measurement(
+        subject=subject,
+        devices=devices,
+        seconds=finished - launched,
+        peak_rss_gib=memory.peak_gib,
+        peak_processes=memory.peak_processes,
+        returncode=child.returncode,
+        result=result,
+        log=tail,
+        process_seconds=exited - launched,
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
+    )
+
+
+def measure_pipeline(devices: int, parallel: int, workdir: Path, keep: bool = False) -> Measurement:
+    """The Dagster pipeline, as `sentinel demo --parallel N` runs it, on a fresh data folder."""
+    home = workdir / f"pipeline-{size_label(devices)}-p{parallel}"
+    shutil.rmtree(home, ignore_errors=True)
+    out = workdir / f"pipeline-{size_label(devices)}-p{parallel}.json"
+    env = {
+        "SENTINEL_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "SENTINEL_DEVICES_PER_REGION": str(devices // N_REGIONS),
+    }
+    args = ["-m", "benchmarks.pipeline", "--parallel", str(parallel), "--json", str(out)]
+    if "SENTINEL_BENCH_INSTANCE_YAML" in os.environ:  # another dagster.yaml than the repo's
+        args += ["--instance-yaml", os.environ["SENTINEL_BENCH_INSTANCE_YAML"]]
+    measurement = run_child(f"pipeline-p{parallel}", devices, args, workdir, env, out)
+    if not keep:
+        shutil.rmtree(home, ignore_errors=True)
+    return measurement
+
+
+def measure_limit(devices: int, workdir: Path, keep: bool = False) -> Measurement:
+    """The in-process floor: same domain functions and table writes, nothing else."""
+    home = workdir / f"limit-{size_label(devices)}"
+    shutil.rmtree(home, ignore_errors=True)
+    out = workdir / f"limit-{size_label(devices)}.json"
+    args = ["-m", "benchmarks.limit", "--devices-per-region", str(devices // N_REGIONS)]
+    args += ["--home", str(home), "--json", str(out)]
+    measurement = run_child("limit", devices, args, workdir, None, out)
+    # The floor is the work itself: the child's interpreter start and imports (Dagster's
+    # config classes among them) are not part of it.
+    measurement.seconds = measurement.result.get("seconds", measurement.seconds)
+    if not keep:
+        shutil.rmtree(home, ignore_errors=True)
+    return measurement
+
+
+def measure_seed_style(devices: int, workdir: Path) -> Measurement:
+    """The seed's row-wise pandas + SQLite approach (`benchmarks/seed_style.py`)."""
+    home = workdir / f"seed-{size_label(devices)}"
+    shutil.rmtree(home, ignore_errors=True)
+    args = ["-m", "benchmarks.seed_style", "--devices", str(devices), "--workdir", str(home)]
+    measurement = run_child("seed_style", devices, args, workdir)
+    measurement.seconds = measurement.result.get("total", measurement.seconds)  # as for limit
+    shutil.rmtree(home, ignore_errors=True)
+    return measurement

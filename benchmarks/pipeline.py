@@ -1,0 +1,175 @@
+"""The pipeline as `sentinel demo` runs it, plus where its time went.
+
+`run_pipeline` calls the same code as `sentinel demo` (`sentinel_assets.orchestrate`): one
+`fleet_refresh` run per region, `parallel` worker processes at a time, each run
+`execute_in_process` against the `DAGSTER_HOME` instance, then the `regional_report` job.
+`stage_breakdown` reads the runs' step events back from that instance: seconds per asset step
+and per check step, and how much of each step loaded inputs or stored outputs.
+
+Run it in a fresh interpreter so start-up is measured too (this is what `benchmarks.run`
+does)::
+
+    SENTINEL_HOME=/tmp/p DAGSTER_HOME=/tmp/p/dagster SENTINEL_DEVICES_PER_REGION=125000 \
+        python -m benchmarks.pipeline --parallel 2 --json /tmp/p/result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sentinel_assets.contracts import REGIONS
+
+REPO = Path(__file__).resolve().parent.parent
+LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
+
+
+def run_pipeline(regions: Sequence[str], parallel: int) -> dict[str, Any]:
+    """Materialize `regions` (`parallel` runs at a time), then the report, as the CLI does."""
+    from sentinel_assets import orchestrate
+
+    started = time.perf_counter()
+    if hasattr(orchestrate, "run_fleet"):  # `sentinel demo`'s own entry point
+        fleet = orchestrate.run_fleet(list(regions), parallel)
+        outcomes, report = fleet.regions, fleet.report
+    else:  # older orchestrate: regions, then the report in this process
+        outcomes = orchestrate.run_regions(list(regions), parallel)
+        report = orchestrate.run_report() if all(o.success for o in outcomes) else None
+    finished = time.perf_counter()
+    runs = [*outcomes, *([report] if report else [])]
+    return {
+        "success": report is not None and report.success,
+        "seconds": finished - started,
+        "runs": [
+            {"label": o.label, "run_id": o.run_id, "success": o.success, "error": o.error}
+            for o in runs
+        ],
+    }
+
+
+def _step_phases(events: list[Any]) -> dict[str, dict[str, float]]:
+    """Per step key: total, load (inputs), store (outputs), compute (the rest), in seconds."""
+    from dagster import DagsterEventType as E
+
+    steps: dict[str, dict[str, float]] = {}
+    state: dict[str, dict[str, float]] = defaultdict(dict)
+    for entry in events:
+        event, key, ts = entry.dagster_event, entry.step_key, entry.timestamp
+        if event is None or key is None:
+            continue
+        kind, s = event.event_type, state[key]
+        if kind == E.STEP_START:
+            s.update(start=ts, last=ts, load=0.0, store=0.0)
+        elif kind == E.LOADED_INPUT and "start" in s:
+            s["load"] += ts - s["last"]
+            s["last"] = ts
+        elif kind == E.STEP_OUTPUT:
+            s["last"] = ts
+        elif kind == E.HANDLED_OUTPUT and "start" in s:
+            s["store"] += ts - s["last"]
+            s["last"] = ts
+        elif kind == E.STEP_INPUT:
+            s["last"] = ts
+        elif kind in (E.STEP_SUCCESS, E.STEP_FAILURE) and "start" in s:
+            total = ts - s["start"]
+            steps[key] = {
+                "seconds": total,
+                "load": s["load"],
+                "store": s["store"],
+                "compute": max(0.0, total - s["load"] - s["store"]),
+                "failed": float(kind == E.STEP_FAILURE),
+            }
+    return steps
+
+
+def stage_breakdown(run_ids: Sequence[str]) -> dict[str, Any]:
+    """Seconds per step (summed over runs), per run, and lock trouble, from the instance."""
+    import dagster as dg
+    from dagster import DagsterEventType as E
+
+    per_step: dict[str, dict[str, float]] = {}
+    runs, lock_messages, step_failures, retries = [], 0, 0, 0
+    with dg.DagsterInstance.get() as instance:
+        for run_id in run_ids:
+            record = instance.get_run_record_by_id(run_id)
+            events = list(instance.all_logs(run_id))
+            steps = _step_phases(events)
+            step_failures += sum(1 for e in events if e.dagster_event_type == E.STEP_FAILURE)
+            retries += sum(1 for e in events if e.dagster_event_type == E.STEP_UP_FOR_RETRY)
+            lock_messages += sum(
+                1
+                for e in events
+                if any(marker in (e.user_message or "").lower() for marker in LOCK_MARKERS)
+            )
+            created = record.create_timestamp.timestamp() if record else None
+            runs.append(
+                {
+                    "run_id": run_id,
+                    "job": record.dagster_run.job_name if record else None,
+                    "partition": record.dagster_run.tags.get("dagster/partition")
+                    if record
+                    else None,
+                    "created": created,
+                    "start": record.start_time if record else None,
+                    "end": record.end_time if record else None,
+                    "seconds": (record.end_time - created) if record and record.end_time else None,
+                    "steps_seconds": sum(s["seconds"] for s in steps.values()),
+                    "events": len(events),
+                }
+            )
+            for key, phases in steps.items():
+                total = per_step.setdefault(
+                    key, {"seconds": 0.0, "load": 0.0, "store": 0.0, "compute": 0.0, "runs": 0}
+                )
+                for phase in ("seconds", "load", "store", "compute"):
+                    total[phase] += phases[phase]
+                total["runs"] += 1
+    return {
+        "steps": dict(sorted(per_step.items(), key=lambda kv: -kv[1]["seconds"])),
+        "runs": runs,
+        "step_failures": step_failures,
+        "step_retries": retries,
+        "lock_messages": lock_messages,
+    }
+
+
+def install_instance_yaml(dagster_home: Path, source: Path | None) -> None:
+    """What `make instance` does: the repo's dagster.yaml into `DAGSTER_HOME`."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if source is not None and source.exists():
+        shutil.copyfile(source, dagster_home / "dagster.yaml")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--regions", default=",".join(REGIONS))
+    parser.add_argument("--json", type=Path, help="write the result here as JSON")
+    parser.add_argument(
+        "--instance-yaml",
+        default=str(REPO / "dagster.yaml"),
+        help="copied into $DAGSTER_HOME first, as `make instance` does ('' to skip)",
+    )
+    args = parser.parse_args(argv)
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    install_instance_yaml(dagster_home, Path(args.instance_yaml) if args.instance_yaml else None)
+    result: dict[str, Any] = {"started_at": time.time()}
+    result |= run_pipeline(args.regions.split(","), args.parallel)
+    result["finished_at"] = time.time()
+    result["breakdown"] = stage_breakdown([r["run_id"] for r in result["runs"] if r["run_id"]])
+    text = json.dumps(result, indent=2, default=str)
+    if args.json:
+        args.json.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
