@@ -37,7 +37,8 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Benchmarks (not part of `make test`)
+bench: install ## Benchmarks (not part of `make test`), results in benchmarks/README.md
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run
 
 install: $(STAMP)
