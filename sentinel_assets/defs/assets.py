@@ -4,6 +4,8 @@ Every partitioned asset is one region's shard; the Dagster layer only wires the 
 functions together and describes their results for the UI.
 """
 
+from collections.abc import Callable
+
 import dagster as dg
 import polars as pl
 
@@ -40,6 +42,17 @@ def markdown(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
         fmt_str_lengths=60,
     ):
         return dg.MetadataValue.md(str(frame.head(rows)))
+
+
+def report_asset(deps: list[str]) -> Callable[..., dg.AssetsDefinition]:
+    """A cross-region report built in DuckDB SQL: one writer of the catalog at a time."""
+    return dg.asset(
+        deps=deps,
+        group_name=REPORT_GROUP,
+        pool="duckdb_catalog",
+        kinds={"duckdb", "sql"},
+        retry_policy=TRANSIENT_RETRY,
+    )
 
 
 def status_counts(fleet: pl.DataFrame) -> dict[str, int]:
@@ -189,13 +202,7 @@ def recovery_decisions(sanitized_fleet: pl.DataFrame, settings: SentinelSettings
     )
 
 
-@dg.asset(
-    deps=[recovery_decisions, "sanitized_fleet", "quarantine"],
-    group_name=REPORT_GROUP,
-    pool="duckdb_catalog",
-    kinds={"duckdb", "sql"},
-    retry_policy=TRANSIENT_RETRY,
-)
+@report_asset(deps=[recovery_decisions, "sanitized_fleet", "quarantine"])
 def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Regions ranked by their share of failed or partial devices, each with its quarantine
     rate and its worst upgrade paths (model, firmware) ranked by failures. SQL:
@@ -298,13 +305,7 @@ def chart_metadata(
     }
 
 
-@dg.asset(
-    deps=["sanitized_fleet"],
-    group_name=REPORT_GROUP,
-    pool="duckdb_catalog",
-    kinds={"duckdb", "sql"},
-    retry_policy=TRANSIENT_RETRY,
-)
+@report_asset(deps=["sanitized_fleet"])
 def failure_clusters(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Upgrade paths (region x model x firmware) ranked by failures within their region
     (RANK) and by failure rate fleet-wide (DENSE_RANK), with their share of the region's
@@ -326,13 +327,7 @@ def failure_clusters(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    deps=["sanitized_fleet"],
-    group_name=REPORT_GROUP,
-    pool="duckdb_catalog",
-    kinds={"duckdb", "sql"},
-    retry_policy=TRANSIENT_RETRY,
-)
+@report_asset(deps=["sanitized_fleet"])
 def failure_telemetry(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Failed and partial devices per battery and signal band in each region, with the
     band's failure rate. SQL: `sql/failure_telemetry.sql`."""
@@ -347,13 +342,7 @@ def failure_telemetry(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    deps=["quarantine", "recovery_decisions"],
-    group_name=REPORT_GROUP,
-    pool="duckdb_catalog",
-    kinds={"duckdb", "sql"},
-    retry_policy=TRANSIENT_RETRY,
-)
+@report_asset(deps=["quarantine", "recovery_decisions"])
 def triage_queue(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """The manual-triage queue by reason code per region: quarantined records by broken
     contract rule (column:rule) and devices the policy sent to a person, by rule.
@@ -369,13 +358,7 @@ def triage_queue(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    deps=["campaign_status", "recovery_decisions"],
-    group_name=REPORT_GROUP,
-    pool="duckdb_catalog",
-    kinds={"duckdb", "sql"},
-    retry_policy=TRANSIENT_RETRY,
-)
+@report_asset(deps=["campaign_status", "recovery_decisions"])
 def campaign_report(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Each region's campaign, running or halted, with the numbers that triggered a halt and
     the updates it holds back. SQL: `sql/campaign_report.sql`."""
@@ -390,13 +373,7 @@ def campaign_report(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    deps=["recovery_outcomes"],
-    group_name=REPORT_GROUP,
-    pool="duckdb_catalog",
-    kinds={"duckdb", "sql"},
-    retry_policy=TRANSIENT_RETRY,
-)
+@report_asset(deps=["recovery_outcomes"])
 def status_before_after(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Devices per status before and after recovery, per region and fleet-wide (region
     'all'), with the before/after bar chart. SQL: `sql/status_before_after.sql`."""
