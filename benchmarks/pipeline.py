@@ -3,8 +3,9 @@
 `run_pipeline` calls the same code as `sentinel demo` (`sentinel_assets.orchestrate`): one
 `fleet_refresh` run per region, `parallel` worker processes at a time, each run
 `execute_in_process` against the `DAGSTER_HOME` instance, then the `regional_report` job.
-`stage_breakdown` reads the runs' step events back from that instance: seconds per asset step
-and per check step, and how much of each step loaded inputs or stored outputs.
+`stage_breakdown` reads the runs' step events back from that instance: seconds per step, how
+much of each step loaded inputs, stored outputs or ran checks, and seconds per check (each
+check records its own `check_seconds`, since checks run inside the step of their asset).
 
 Run it in a fresh interpreter so start-up is measured too (this is what `benchmarks.run`
 does)::
@@ -28,6 +29,7 @@ from typing import Any
 from sentinel_assets.contracts import REGIONS
 
 REPO = Path(__file__).resolve().parent.parent
+PHASES = ("seconds", "load", "store", "checks", "compute")
 LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
 
 
@@ -54,8 +56,14 @@ def run_pipeline(regions: Sequence[str], parallel: int) -> dict[str, Any]:
     }
 
 
+def _check_seconds(event: Any) -> float:
+    value = event.asset_check_evaluation_data.metadata.get("check_seconds")
+    return float(value.value) if value is not None else 0.0
+
+
 def _step_phases(events: list[Any]) -> dict[str, dict[str, float]]:
-    """Per step key: total, load (inputs), store (outputs), compute (the rest), in seconds."""
+    """Per step key: total, load (inputs), store (outputs), checks, compute (the rest), in
+    seconds."""
     from dagster import DagsterEventType as E
 
     steps: dict[str, dict[str, float]] = {}
@@ -66,7 +74,7 @@ def _step_phases(events: list[Any]) -> dict[str, dict[str, float]]:
             continue
         kind, s = event.event_type, state[key]
         if kind == E.STEP_START:
-            s.update(start=ts, last=ts, load=0.0, store=0.0)
+            s.update(start=ts, last=ts, load=0.0, store=0.0, checks=0.0)
         elif kind == E.LOADED_INPUT and "start" in s:
             s["load"] += ts - s["last"]
             s["last"] = ts
@@ -77,13 +85,16 @@ def _step_phases(events: list[Any]) -> dict[str, dict[str, float]]:
             s["last"] = ts
         elif kind == E.STEP_INPUT:
             s["last"] = ts
+        elif kind == E.ASSET_CHECK_EVALUATION and "start" in s:
+            s["checks"] += _check_seconds(event)
         elif kind in (E.STEP_SUCCESS, E.STEP_FAILURE) and "start" in s:
             total = ts - s["start"]
             steps[key] = {
                 "seconds": total,
                 "load": s["load"],
                 "store": s["store"],
-                "compute": max(0.0, total - s["load"] - s["store"]),
+                "checks": s["checks"],
+                "compute": max(0.0, total - s["load"] - s["store"] - s["checks"]),
                 "failed": float(kind == E.STEP_FAILURE),
             }
     return steps
@@ -95,6 +106,7 @@ def stage_breakdown(run_ids: Sequence[str]) -> dict[str, Any]:
     from dagster import DagsterEventType as E
 
     per_step: dict[str, dict[str, float]] = {}
+    per_check: dict[str, dict[str, float]] = {}
     runs, lock_messages, step_failures, retries = [], 0, 0, 0
     with dg.DagsterInstance.get() as instance:
         for run_id in run_ids:
@@ -125,14 +137,23 @@ def stage_breakdown(run_ids: Sequence[str]) -> dict[str, Any]:
                 }
             )
             for key, phases in steps.items():
-                total = per_step.setdefault(
-                    key, {"seconds": 0.0, "load": 0.0, "store": 0.0, "compute": 0.0, "runs": 0}
-                )
-                for phase in ("seconds", "load", "store", "compute"):
+                total = per_step.setdefault(key, dict.fromkeys((*PHASES, "runs"), 0.0))
+                for phase in PHASES:
                     total[phase] += phases[phase]
                 total["runs"] += 1
+            for entry in events:
+                if entry.dagster_event_type == E.ASSET_CHECK_EVALUATION:
+                    evaluation = entry.dagster_event.asset_check_evaluation_data
+                    check = per_check.setdefault(
+                        evaluation.asset_check_key.to_user_string(),
+                        {"seconds": 0.0, "runs": 0, "failed": 0, "step": entry.step_key},
+                    )
+                    check["seconds"] += _check_seconds(entry.dagster_event)
+                    check["runs"] += 1
+                    check["failed"] += int(not evaluation.passed)
     return {
         "steps": dict(sorted(per_step.items(), key=lambda kv: -kv[1]["seconds"])),
+        "checks": dict(sorted(per_check.items(), key=lambda kv: -kv[1]["seconds"])),
         "runs": runs,
         "step_failures": step_failures,
         "step_retries": retries,

@@ -86,26 +86,37 @@ def describe(m: Measurement) -> str:
 def stage_table(pipeline: Measurement) -> list[dict[str, Any]]:
     """Seconds per step over all runs of one pipeline measurement, slowest first."""
     steps = pipeline.result.get("breakdown", {}).get("steps", {})
-    rows = []
-    for key, value in steps.items():
-        rows.append(
-            {
-                "step": key,
-                "kind": "check" if _is_check(key) else "asset",
-                "seconds": value["seconds"],
-                "per_run": value["seconds"] / max(1, value["runs"]),
-                "load": value["load"],
-                "compute": value["compute"],
-                "store": value["store"],
-                "runs": value["runs"],
-            }
-        )
+    rows = [
+        {
+            "step": key,
+            "seconds": value["seconds"],
+            "per_run": value["seconds"] / max(1, value["runs"]),
+            "load": value["load"],
+            "compute": value["compute"],
+            "store": value["store"],
+            "checks": value.get("checks", 0.0),
+            "runs": value["runs"],
+        }
+        for key, value in steps.items()
+    ]
     return sorted(rows, key=lambda r: -r["seconds"])
 
 
-def _is_check(step_key: str) -> bool:
-    check_words = ("_contract", "_contained", "_conserved", "_within_gate", "_cover_", "_holds_")
-    return any(word in step_key for word in check_words)
+def check_table(pipeline: Measurement) -> list[dict[str, Any]]:
+    """Seconds per check (its own work, inside its asset's step) over all runs, slowest first."""
+    checks = pipeline.result.get("breakdown", {}).get("checks", {})
+    rows = [
+        {
+            "check": key,
+            "step": value["step"],
+            "seconds": value["seconds"],
+            "per_run": value["seconds"] / max(1, value["runs"]),
+            "runs": value["runs"],
+            "failed": value["failed"],
+        }
+        for key, value in checks.items()
+    ]
+    return sorted(rows, key=lambda r: -r["seconds"])
 
 
 def overhead_numbers(pipeline: Measurement, limit: Measurement) -> dict[str, Any]:
@@ -170,6 +181,7 @@ def size_entry(
         "seed_us_per_device": seed_us,
         "speedup_vs_seed": seed_us / pipeline.us_per_device if seed_us else None,
         "stages": stage_table(pipeline),
+        "checks": check_table(pipeline),
         "lock_messages": breakdown.get("lock_messages"),
         "step_failures": breakdown.get("step_failures"),
         "step_retries": breakdown.get("step_retries"),
@@ -384,16 +396,29 @@ def render_report(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"Pipeline per step at {size_label(largest['devices'])} devices (seconds summed over "
-            "all runs; load = reading inputs, store = writing outputs and their catalog view):",
+            "all runs; load = reading inputs, store = writing outputs, checks = the asset "
+            "checks run inside the step, compute = the rest):",
             "",
-            "| step | kind | seconds | per run | load | compute | store |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| step | seconds | per run | load | compute | store | checks |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for s in largest["stages"]:
             lines.append(
-                f"| {s['step']} | {s['kind']} | {s['seconds']:.1f} | {s['per_run']:.2f} | "
-                f"{s['load']:.1f} | {s['compute']:.1f} | {s['store']:.1f} |"
+                f"| {s['step']} | {s['seconds']:.1f} | {s['per_run']:.2f} | {s['load']:.1f} | "
+                f"{s['compute']:.1f} | {s['store']:.1f} | {s.get('checks', 0.0):.1f} |"
             )
+        if largest.get("checks"):
+            lines += [
+                "",
+                "Checks at the same size (their own seconds, summed over all runs):",
+                "",
+                "| check | in step | seconds | per run |",
+                "|---|---|---:|---:|",
+            ]
+            for c in largest["checks"]:
+                lines.append(
+                    f"| {c['check']} | {c['step']} | {c['seconds']:.2f} | {c['per_run']:.3f} |"
+                )
         limit_stages = largest["limit"]["result"].get("stages", {})
         if limit_stages:
             lines += ["", "Limit per stage at the same size (seconds, all regions):", ""]

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from sentinel_assets.progress import DemoProgress, RegionProgress, State
 
-STEP_WIDTH = len("sanitized_fleet_quarantine_rate_within_gate")
+STEP_WIDTH = len("status_before_after")  # the longest step name
 STATE_STYLES = {
     State.QUEUED: "dim",
     State.RUNNING: "yellow",
@@ -37,8 +37,8 @@ def _checks(progress: RegionProgress) -> str:
 def progress_line(progress: RegionProgress) -> str:
     """One plain line, e.g. `us-east running sanitization 12,000 rows 950 rows/s ...`."""
     parts = [progress.label, progress.state.value]
-    if progress.asset_step:
-        parts.append(progress.asset_step)
+    if progress.step:
+        parts.append(progress.step)
     if progress.state is not State.QUEUED:
         parts.append(f"{progress.rows:,} rows")
         parts.append(f"{progress.rows_per_second:,.0f} rows/s")
@@ -87,8 +87,7 @@ def progress_table(snapshot: Sequence[RegionProgress]) -> Table:
 
 
 class PlainPrinter:
-    """Prints a region's line whenever its state or its asset step changes (check steps
-    would triple the lines of a CI log)."""
+    """Prints a region's line whenever its state or its step changes."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -96,7 +95,7 @@ class PlainPrinter:
 
     def __call__(self, snapshot: Sequence[RegionProgress]) -> None:
         for progress in snapshot:
-            key = (progress.state, progress.asset_step)
+            key = (progress.state, progress.step)
             if self.seen.get(progress.label, (State.QUEUED, "")) != key:
                 self.seen[progress.label] = key
                 self.console.print(progress_line(progress), highlight=False, markup=False)

@@ -19,7 +19,6 @@ PARTITION_TAG = "dagster/partition"
 ROW_COUNT_KEYS = ("dagster/row_count", "devices", "records")
 WATCHED_EVENTS = frozenset(
     {
-        E.ASSET_MATERIALIZATION_PLANNED,  # names the steps that write assets (not checks)
         E.STEP_START,
         E.STEP_FAILURE,
         E.ASSET_MATERIALIZATION,
@@ -58,8 +57,7 @@ class RegionProgress:
     label: str
     state: State = State.QUEUED
     run_id: str = ""
-    step: str = ""  # the step running now (an asset's or a check's)
-    asset_step: str = ""  # the last step that writes assets: what plain output reports
+    step: str = ""  # the step running now (its checks run inside it)
     rows: int = 0
     seconds: float = 0.0
     checks_passed: int = 0
@@ -96,8 +94,7 @@ def progress_from_records(
     now: float,
 ) -> RegionProgress:
     """Fold a run's event records (in storage order) and its status into one snapshot."""
-    step, asset_step, rows, passed = "", "", 0, 0
-    asset_steps: set[str] = set()
+    step, rows, passed = "", 0, 0
     failed_checks: list[str] = []
     failed_steps: list[str] = []
     for record in records:
@@ -105,12 +102,8 @@ def progress_from_records(
         if event is None:
             continue
         kind = event.event_type
-        if kind is E.ASSET_MATERIALIZATION_PLANNED:
-            asset_steps.add(event.step_key or "")
-        elif kind is E.STEP_START:
+        if kind is E.STEP_START:
             step = event.step_key or ""
-            if step in asset_steps or not asset_steps:
-                asset_step = step
         elif kind is E.STEP_FAILURE:
             failed_steps.append(event.step_key or "")
         elif kind is E.ASSET_MATERIALIZATION:
@@ -124,15 +117,14 @@ def progress_from_records(
     state = RUN_STATES.get(status, State.QUEUED)
     seconds = max(0.0, (finished_at or now) - started_at) if started_at else 0.0
     if state is State.DONE:
-        step = asset_step = ""
+        step = ""
     elif failed_steps:
-        step = asset_step = failed_steps[0]
+        step = failed_steps[0]
     return RegionProgress(
         label=label,
         state=state,
         run_id=run_id,
         step=step,
-        asset_step=asset_step,
         rows=rows,
         seconds=seconds,
         checks_passed=passed,

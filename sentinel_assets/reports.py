@@ -14,15 +14,17 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from sentinel_assets import warehouse
 from sentinel_assets.contracts import MODELS, OUTCOME_STATUSES, REGIONS, UPDATE_STATUSES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ANALYSIS_QUERIES_FILE = "analysis_queries.sql"
 STATUS_ORDER: tuple[str, ...] = tuple(dict.fromkeys((*UPDATE_STATUSES, *OUTCOME_STATUSES)))
@@ -43,7 +45,17 @@ DPI = 110
 LABEL_MIN_SHARE = 0.04
 
 
+def _figure(width_in: float, height_in: float) -> Figure:
+    """matplotlib is imported with the first chart: region runs, which draw none, start
+    ~0.4 s faster without it."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in))
+
+
 def _png(figure: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
@@ -60,7 +72,7 @@ def failure_heatmap_png(rates: pl.DataFrame) -> bytes:
         .join(rates.select("region", "model", "failure_rate"), on=["region", "model"], how="left")
     )
     matrix = grid["failure_rate"].to_numpy().reshape(len(regions), len(models))
-    figure = Figure(figsize=(1.5 + 1.3 * len(models), 1.2 + 0.5 * len(regions)))
+    figure = _figure(1.5 + 1.3 * len(models), 1.2 + 0.5 * len(regions))
     axes = figure.subplots()
     image = axes.imshow(matrix, cmap="YlOrRd", vmin=0, aspect="auto")
     axes.set_xticks(range(len(models)), models)
@@ -81,7 +93,7 @@ def status_bars_png(
 ) -> bytes:
     """Devices per status before and after recovery (columns phase, status, devices)."""
     statuses = [s for s in STATUS_ORDER if s in set(counts["status"])]
-    figure = Figure(figsize=(9, 3.2))
+    figure = _figure(9, 3.2)
     axes = figure.subplots()
     phases = ["before", "after"]
     total = int(counts.filter(pl.col("phase") == "before")["devices"].sum())

@@ -67,8 +67,14 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def has_shards(tables_root: Path, table: str) -> bool:
+    return any(table_dir(tables_root, table).glob("region=*.parquet"))
+
+
 def create_view(conn: duckdb.DuckDBPyConnection, tables_root: Path, table: str) -> None:
-    """(Re)point the catalog view of an asset at all of its region shards."""
+    """(Re)point the catalog view of an asset at all of its region shards. DuckDB binds a
+    view's `SELECT *` again on every query, so new regions and new columns show up without
+    re-creating it."""
     pattern = (table_dir(tables_root, table) / "region=*.parquet").resolve().as_posix()
     # DDL takes no bound parameters: the path is quoted as a SQL string literal instead.
     conn.execute(
@@ -81,7 +87,7 @@ def create_views(conn: duckdb.DuckDBPyConnection, tables_root: Path) -> list[str
     """Views for every asset that has at least one shard on disk; returns their names."""
     names = (
         sorted(
-            p.name for p in tables_root.glob("*") if p.is_dir() and any(p.glob("region=*.parquet"))
+            p.name for p in tables_root.glob("*") if p.is_dir() and has_shards(tables_root, p.name)
         )
         if tables_root.exists()
         else []

@@ -119,7 +119,7 @@ def test_the_snapshot_read_from_the_instance_matches_its_event_log(
         assert progress.rows > 0 and progress.seconds > 0 and progress.rows_per_second > 0
         assert progress.checks_passed == len(checks) > 0
         assert progress.checks_failed == 0 and not progress.failed_steps
-        assert progress.step == progress.asset_step == ""
+        assert progress.step == ""
         expected_rows = sum(
             rows_of(e.dagster_event.step_materialization_data.materialization.metadata)
             for e in materializations
@@ -137,7 +137,7 @@ def test_a_partial_event_log_shows_the_region_running_at_its_current_step(
     run_id = record.dagster_run.run_id
     records = demo_instance.get_records_for_run(run_id).records
     kinds = [r.event_log_entry.dagster_event_type for r in records]
-    # Cut the log where raw_fleet is written and its contract check has just started.
+    # Cut the log where raw_fleet is written (and checked) and chaos_injection has started.
     cut = kinds.index(E.STEP_START, kinds.index(E.ASSET_MATERIALIZATION)) + 1
     started = record.start_time or 0.0
     progress = progress_from_records(
@@ -148,12 +148,11 @@ def test_a_partial_event_log_shows_the_region_running_at_its_current_step(
         started_at=started,
         now=started + 2.0,
     )
-    assert progress.state is State.RUNNING and progress.step == "raw_fleet_contract"
-    assert progress.asset_step == "raw_fleet", "a check step is not an asset step"
+    assert progress.state is State.RUNNING and progress.step == "chaos_injection"
     assert progress.rows == 500 and progress.rows_per_second == 250.0
-    assert progress.checks_passed == 0 and progress.checks_failed == 0
+    assert progress.checks_passed == 1 and progress.checks_failed == 0  # raw_fleet:contract
     line = progress_line(progress)
-    assert line == "us-east running raw_fleet 500 rows 250 rows/s checks 0 passed, 0 failed"
+    assert line == "us-east running chaos_injection 500 rows 250 rows/s checks 1 passed, 0 failed"
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ def test_every_run_passes_every_check_including_the_new_ones(pipeline):
         "recovery_outcomes:contract",
         "recovery_outcomes:outcomes_cover_the_fleet",
         "campaign_status:contract",
-        "campaign_status:halt_holds_pending_updates",
+        "recovery_decisions:halt_holds_pending_updates",
         *(f"{table}:contract" for table in REPORT_TABLES),
     } <= checked
 

@@ -1,17 +1,21 @@
 """The asset graph: raw fleet -> chaos -> sanitized fleet + quarantine -> decisions -> rank.
 
 Every partitioned asset is one region's shard; the Dagster layer only wires the domain
-functions together and describes their results for the UI.
+functions together, checks what each step produced while it is still in memory (`checks`)
+and describes the results for the UI.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import polars as pl
 
 from sentinel_assets import outcomes, reports, warehouse
 from sentinel_assets.chaos import inject_faults
+from sentinel_assets.defs import checks
+from sentinel_assets.defs.checks import contract_spec, region_spec
 from sentinel_assets.defs.config import region_seed
+from sentinel_assets.defs.metadata import markdown
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
 from sentinel_assets.generate import generate_fleet
@@ -27,45 +31,51 @@ FLEET_GROUP = "fleet"
 REPORT_GROUP = "reports"
 # A locked catalog or a full disk is usually gone a few seconds later.
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
-PREVIEW_ROWS = 10
+# What a fleet step yields: its outputs, then the results of its checks.
+StepEvent = dg.Output | dg.AssetCheckResult
 
 
-def markdown(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
-    """A frame as a markdown table, which the asset page renders."""
-    with pl.Config(
-        tbl_formatting="MARKDOWN",
-        tbl_hide_column_data_types=True,
-        tbl_hide_dataframe_shape=True,
-        tbl_rows=rows,
-        tbl_cols=-1,
-        tbl_width_chars=1000,  # never wrap a header: the UI renders the markdown itself
-        fmt_str_lengths=60,
-    ):
-        return dg.MetadataValue.md(str(frame.head(rows)))
+def report_asset(deps: list[str]) -> Callable[[Callable[..., object]], dg.AssetsDefinition]:
+    """A cross-region report built in DuckDB SQL, checked against its contract in the same
+    step; one writer of the catalog at a time."""
 
+    def decorate(build: Callable[..., object]) -> dg.AssetsDefinition:
+        return dg.asset(
+            deps=deps,
+            check_specs=[contract_spec(build.__name__, partitioned=False)],
+            group_name=REPORT_GROUP,
+            pool="duckdb_catalog",
+            kinds={"duckdb", "sql"},
+            retry_policy=TRANSIENT_RETRY,
+        )(build)
 
-def report_asset(deps: list[str]) -> Callable[..., dg.AssetsDefinition]:
-    """A cross-region report built in DuckDB SQL: one writer of the catalog at a time."""
-    return dg.asset(
-        deps=deps,
-        group_name=REPORT_GROUP,
-        pool="duckdb_catalog",
-        kinds={"duckdb", "sql"},
-        retry_policy=TRANSIENT_RETRY,
-    )
+    return decorate
 
 
 def status_counts(fleet: pl.DataFrame) -> dict[str, int]:
     return dict(fleet.group_by("update_status").len().sort("update_status").iter_rows())
 
 
-@dg.asset(
-    partitions_def=region_partitions,
-    group_name=FLEET_GROUP,
-    kinds={"polars", "parquet"},
-    retry_policy=TRANSIENT_RETRY,
-)
-def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> dg.Output:
+def fleet_asset(
+    *more_checks: dg.AssetCheckSpec,
+) -> Callable[[Callable[..., Iterator[StepEvent]]], dg.AssetsDefinition]:
+    """One region's shard of a fleet asset, checked against its contract (and `more_checks`)
+    in the same step."""
+
+    def decorate(build: Callable[..., Iterator[StepEvent]]) -> dg.AssetsDefinition:
+        return dg.asset(
+            partitions_def=region_partitions,
+            check_specs=[contract_spec(build.__name__), *more_checks],
+            group_name=FLEET_GROUP,
+            kinds={"polars", "parquet"},
+            retry_policy=TRANSIENT_RETRY,
+        )(build)
+
+    return decorate
+
+
+@fleet_asset()
+def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> Iterator[StepEvent]:
     """Every device of the region as it stands mid-way through the OTA campaign: model,
     firmware path, update status and the telemetry that recovery decisions depend on."""
     sim = settings.simulation
@@ -76,7 +86,7 @@ def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> 
         as_of=sim.as_of_utc(),
         profile=sim.profile(),
     )
-    return dg.Output(
+    yield dg.Output(
         fleet,
         metadata={
             "devices": fleet.height,
@@ -84,6 +94,7 @@ def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> 
             "preview": markdown(fleet),
         },
     )
+    yield checks.contract(fleet, "raw_fleet")
 
 
 @dg.multi_asset(
@@ -99,13 +110,14 @@ def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> 
             kinds={"polars", "parquet"},
         ),
     },
+    check_specs=[contract_spec("corrupted_fleet"), contract_spec("chaos_ledger")],
     partitions_def=region_partitions,
     group_name=FLEET_GROUP,
     retry_policy=TRANSIENT_RETRY,
 )
 def chaos_injection(
     context: dg.AssetExecutionContext, raw_fleet: pl.DataFrame, settings: SentinelSettings
-):
+) -> Iterator[StepEvent]:
     """Corrupts a copy of the raw fleet at the configured rate per fault kind."""
     chaos = settings.chaos
     corrupted, ledger = inject_faults(
@@ -130,6 +142,8 @@ def chaos_injection(
             "preview": markdown(ledger),
         },
     )
+    yield checks.contract(corrupted, "corrupted_fleet")
+    yield checks.contract(ledger, "chaos_ledger")
 
 
 @dg.multi_asset(
@@ -145,11 +159,28 @@ def chaos_injection(
             kinds={"polars", "parquet"},
         ),
     },
+    ins={"chaos_ledger": dg.AssetIn(metadata={"columns": ["record_id"]})},
+    internal_asset_deps={  # quarantine is proven against the ledger (faults_contained)
+        "sanitized_fleet": {dg.AssetKey("corrupted_fleet")},
+        "quarantine": {dg.AssetKey("corrupted_fleet"), dg.AssetKey("chaos_ledger")},
+    },
+    check_specs=[
+        contract_spec("sanitized_fleet"),
+        contract_spec("quarantine"),
+        region_spec("sanitized_fleet", checks.records_conserved, ["corrupted_fleet"]),
+        region_spec("sanitized_fleet", checks.quarantine_rate_within_gate),
+        region_spec("quarantine", checks.faults_contained, ["chaos_ledger"]),
+    ],
     partitions_def=region_partitions,
     group_name=FLEET_GROUP,
     retry_policy=TRANSIENT_RETRY,
 )
-def sanitization(context: dg.AssetExecutionContext, corrupted_fleet: pl.DataFrame):
+def sanitization(
+    context: dg.AssetExecutionContext,
+    corrupted_fleet: pl.DataFrame,
+    chaos_ledger: pl.DataFrame,
+    settings: SentinelSettings,
+) -> Iterator[StepEvent]:
     """Splits the corrupted fleet by the contract; never drops and never halts on a record."""
     sanitized, quarantine = split_fleet(corrupted_fleet, context.partition_key)
     rate = quarantine.height / corrupted_fleet.height if corrupted_fleet.height else 0.0
@@ -174,22 +205,26 @@ def sanitization(context: dg.AssetExecutionContext, corrupted_fleet: pl.DataFram
             "preview": markdown(quarantine),
         },
     )
+    yield checks.contract(sanitized, "sanitized_fleet")
+    yield checks.contract(quarantine, "quarantine")
+    yield checks.records_conserved(corrupted_fleet, sanitized, quarantine)
+    yield checks.quarantine_rate_within_gate(
+        sanitized, quarantine, settings.gates.max_quarantine_rate
+    )
+    yield checks.faults_contained(quarantine, chaos_ledger)
 
 
-@dg.asset(
-    partitions_def=region_partitions,
-    group_name=FLEET_GROUP,
-    kinds={"polars", "parquet"},
-    retry_policy=TRANSIENT_RETRY,
-)
-def recovery_decisions(sanitized_fleet: pl.DataFrame, settings: SentinelSettings) -> dg.Output:
+@fleet_asset(region_spec("recovery_decisions", checks.halt_holds_pending_updates))
+def recovery_decisions(
+    sanitized_fleet: pl.DataFrame, settings: SentinelSettings
+) -> Iterator[StepEvent]:
     """One row per unhealthy device with the action to take (retry, rollback, defer,
     manual_triage, hold), the code of the policy rule that decided and the reason an operator
     reads; retries carry their `next_attempt_at` (exponential backoff)."""
     policy = settings.recovery.policy()
     decisions = decide_recovery(sanitized_fleet, policy, as_of=settings.simulation.as_of_utc())
     health = campaign_health(sanitized_fleet, policy)
-    return dg.Output(
+    yield dg.Output(
         decisions,
         metadata={
             "decisions": decisions.height,
@@ -200,6 +235,8 @@ def recovery_decisions(sanitized_fleet: pl.DataFrame, settings: SentinelSettings
             "preview": markdown(decisions),
         },
     )
+    yield checks.contract(decisions, "recovery_decisions")
+    yield checks.halt_holds_pending_updates(decisions, health, sanitized_fleet)
 
 
 @report_asset(deps=[recovery_decisions, "sanitized_fleet", "quarantine"])
@@ -207,41 +244,38 @@ def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Regions ranked by their share of failed or partial devices, each with its quarantine
     rate and its worst upgrade paths (model, firmware) ranked by failures. SQL:
     `sentinel_assets/sql/regional_rank.sql`."""
-    with catalog.get_connection() as conn:
-        warehouse.create_views(conn, catalog.tables_root)
-        rows = warehouse.create_table_from_sql(
-            conn, "regional_rank", warehouse.read_sql("regional_rank.sql")
+    frame = build_report(catalog, "regional_rank")
+    top = (
+        frame.filter(pl.col("cluster_rank") == 1)
+        .select(
+            "region", "region_rank", "devices", "unhealthy_rate", "quarantine_rate",
+            "model", "firmware_from", "cluster_failures",
         )
-        top = conn.sql(
-            "SELECT region, region_rank, devices, unhealthy_rate, quarantine_rate, "
-            "model, firmware_from, cluster_failures FROM regional_rank WHERE cluster_rank = 1 "
-            "ORDER BY region_rank, region"
-        ).pl()
+        .sort("region_rank", "region")
+    )  # fmt: skip
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            "dagster/row_count": frame.height,
             "regions": top["region"].n_unique(),
             "worst_region": top["region"][0] if top.height else "",
             "bottlenecks": markdown(top, rows=len(top) or 1),
-        }
+        },
+        check_results=[checks.contract(frame, "regional_rank")],
     )
 
 
 # --- Recovery outcomes and analyst reports -------------------------------------------------
 
 
-@dg.asset(
-    partitions_def=region_partitions,
-    group_name=FLEET_GROUP,
-    kinds={"polars", "parquet"},
-    retry_policy=TRANSIENT_RETRY,
-)
-def campaign_status(sanitized_fleet: pl.DataFrame, settings: SentinelSettings) -> dg.Output:
+@fleet_asset()
+def campaign_status(
+    sanitized_fleet: pl.DataFrame, settings: SentinelSettings
+) -> Iterator[StepEvent]:
     """The region's campaign against the abort rule: devices that attempted the update, how
     many failed, the configured threshold and minimum, and whether the campaign is halted."""
     status = campaign_health(sanitized_fleet, settings.recovery.policy())
     halted = bool(status["halted"].any())
-    return dg.Output(
+    yield dg.Output(
         status,
         metadata={
             "campaign": "halted" if halted else "running",
@@ -250,17 +284,13 @@ def campaign_status(sanitized_fleet: pl.DataFrame, settings: SentinelSettings) -
             "numbers": markdown(status),
         },
     )
+    yield checks.contract(status, "campaign_status")
 
 
-@dg.asset(
-    partitions_def=region_partitions,
-    group_name=FLEET_GROUP,
-    kinds={"polars", "parquet"},
-    retry_policy=TRANSIENT_RETRY,
-)
+@fleet_asset(region_spec("recovery_outcomes", checks.outcomes_cover_the_fleet))
 def recovery_outcomes(
     sanitized_fleet: pl.DataFrame, recovery_decisions: pl.DataFrame, settings: SentinelSettings
-) -> dg.Output:
+) -> Iterator[StepEvent]:
     """Every device after the decisions were applied in a seeded simulation (odds by action,
     battery and signal): recovered, rolled_back, still_failed, deferred, held, in_triage, or
     its untouched success/pending status."""
@@ -269,7 +299,7 @@ def recovery_outcomes(
     )
     counts = outcomes.status_counts(result)
     summary = outcomes.status_summary(counts)
-    return dg.Output(
+    yield dg.Output(
         result,
         metadata={
             "devices": result.height,
@@ -279,6 +309,8 @@ def recovery_outcomes(
             "preview": markdown(result),
         },
     )
+    yield checks.contract(result, "recovery_outcomes")
+    yield checks.outcomes_cover_the_fleet(result, sanitized_fleet)
 
 
 def build_report(catalog: WarehouseCatalog, table: str) -> pl.DataFrame:
@@ -323,7 +355,8 @@ def failure_clusters(catalog: WarehouseCatalog) -> dg.MaterializeResult:
                 reports.failure_heatmap_png(rates),
                 "failure rate by region and model",
             ),
-        }
+        },
+        check_results=[checks.contract(frame, "failure_clusters")],
     )
 
 
@@ -338,7 +371,8 @@ def failure_telemetry(catalog: WarehouseCatalog) -> dg.MaterializeResult:
         .sort("measure", "band_order")
     )
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": frame.height, "fleet_bands": markdown(fleet, rows=20)}
+        metadata={"dagster/row_count": frame.height, "fleet_bands": markdown(fleet, rows=20)},
+        check_results=[checks.contract(frame, "failure_telemetry")],
     )
 
 
@@ -354,7 +388,8 @@ def triage_queue(catalog: WarehouseCatalog) -> dg.MaterializeResult:
         .sort("records", descending=True)
     )
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": frame.height, "top_reasons": markdown(fleet, rows=15)}
+        metadata={"dagster/row_count": frame.height, "top_reasons": markdown(fleet, rows=15)},
+        check_results=[checks.contract(frame, "triage_queue")],
     )
 
 
@@ -369,7 +404,8 @@ def campaign_report(catalog: WarehouseCatalog) -> dg.MaterializeResult:
             "dagster/row_count": frame.height,
             "halted_regions": dg.MetadataValue.json(halted["region"].to_list()),
             "campaigns": markdown(frame.select("region", "campaign", "summary"), rows=10),
-        }
+        },
+        check_results=[checks.contract(frame, "campaign_report")],
     )
 
 
@@ -391,5 +427,6 @@ def status_before_after(catalog: WarehouseCatalog) -> dg.MaterializeResult:
                 reports.status_bars_png(fleet),
                 "fleet status before and after recovery",
             ),
-        }
+        },
+        check_results=[checks.contract(frame, "status_before_after")],
     )

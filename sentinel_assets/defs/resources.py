@@ -79,10 +79,19 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         if not context.has_asset_partitions:
             raise dg.Failure(f"{context.asset_key.to_user_string()} must be region-partitioned")
+        table = context.asset_key.path[-1]
         path = self._path(context.asset_key, context.asset_partition_key)
+        # A view is a glob over all regions' shards, so the catalog is written only when an
+        # asset gets its first shard or the catalog file is new, not after every output.
+        new_catalog = not Path(self.catalog.database).exists()
+        first_shard = not warehouse.has_shards(self.catalog.tables_root, table)
         warehouse.write_partition(obj, path)
-        with self.catalog.get_connection() as conn:
-            warehouse.create_view(conn, self.catalog.tables_root, context.asset_key.path[-1])
+        if new_catalog or first_shard:
+            with self.catalog.get_connection() as conn:
+                if new_catalog:
+                    warehouse.create_views(conn, self.catalog.tables_root)
+                else:
+                    warehouse.create_view(conn, self.catalog.tables_root, table)
         context.add_output_metadata(
             {"dagster/row_count": obj.height, "shard": dg.MetadataValue.path(str(path))}
         )
