@@ -18,7 +18,12 @@ from sentinel_assets.contracts import REGIONS
 from sentinel_assets.defs.config import data_home
 from sentinel_assets.defs.resources import CATALOG_FILE
 from sentinel_assets.live import wants_live_view, watch_demo
-from sentinel_assets.orchestrate import RunOutcome, prepare_instance_home, run_fleet
+from sentinel_assets.orchestrate import (
+    RunOutcome,
+    prepare_instance_home,
+    run_fleet,
+    worker_pool,
+)
 from sentinel_assets.progress import DEMO_TAG
 from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
@@ -127,16 +132,22 @@ def demo(args: argparse.Namespace) -> int:
         f" -> {home}  (runs tagged {DEMO_TAG}={demo_id})"
     )
     started = time.perf_counter()
-    prepare_instance_home()
-    with watch_demo(console, demo_id, regions, live=wants_live_view()) as (poll, reader):
+    with worker_pool(args.parallel) as pool:
+        prepare_instance_home()  # while the workers load Dagster
+        with watch_demo(console, demo_id, regions, live=wants_live_view()) as (poll, reader):
 
-        def remember_crash(outcome: RunOutcome) -> None:
-            if outcome.error and not outcome.run_id:  # the worker died: no run tells it
-                reader.errors[outcome.label] = outcome.error
+            def remember_crash(outcome: RunOutcome) -> None:
+                if outcome.error and not outcome.run_id:  # the worker died: no run tells it
+                    reader.errors[outcome.label] = outcome.error
 
-        fleet = run_fleet(
-            regions, args.parallel, tags={DEMO_TAG: demo_id}, on_done=remember_crash, on_poll=poll
-        )
+            fleet = run_fleet(
+                regions,
+                args.parallel,
+                tags={DEMO_TAG: demo_id},
+                on_done=remember_crash,
+                on_poll=poll,
+                pool=pool,
+            )
     elapsed = time.perf_counter() - started
     for outcome in [*fleet.regions, *([fleet.report] if fleet.report else [])]:
         if not outcome.success:

@@ -8,8 +8,9 @@ parallel runs never contend for the DuckDB lock.
 
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,18 +41,29 @@ telemetry:
 """
 
 
-def prepare_instance_home() -> Path:
-    """`DAGSTER_HOME` defaults to a folder inside the data folder. Its storage is created
-    here, once, before worker processes open it concurrently (SQLite schema migrations
-    racing between processes fail)."""
+def instance_home() -> Path:
+    """`DAGSTER_HOME`, defaulting to a folder inside the data folder, with a dagster.yaml."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_home() / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(MINIMAL_INSTANCE_YAML)
+    return home
+
+
+def prepare_instance_home() -> Path:
+    """The instance's storage is created here, once, before worker processes open it
+    concurrently (SQLite schema migrations racing between processes fail)."""
+    home = instance_home()
     with dg.DagsterInstance.get() as instance:
         instance.get_runs_count()
     return home
+
+
+def load_definitions() -> None:
+    """Run first in each worker: the imports (Dagster, Polars, Pandera, the definitions)
+    overlap with the instance set-up in the parent instead of following it."""
+    from sentinel_assets.definitions import defs  # noqa: F401
 
 
 def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
@@ -121,6 +133,20 @@ def _await_runs(
     return outcomes
 
 
+@contextmanager
+def worker_pool(parallel: int) -> Iterator[ProcessPoolExecutor]:
+    """`parallel` spawned worker processes (no forked Polars/DuckDB thread pools) that start
+    loading the definitions at once, while this process goes on (e.g. preparing the
+    instance)."""
+    instance_home()  # in the environment before the workers start
+    workers = max(1, parallel)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+        for _ in range(workers):
+            pool.submit(load_definitions)
+        yield pool
+
+
 def run_fleet(
     regions: Sequence[str],
     parallel: int,
@@ -130,24 +156,28 @@ def run_fleet(
     on_done: Callable[[RunOutcome], None] | None = None,
     on_poll: Callable[[], None] | None = None,
     poll_seconds: float = 0.5,
+    pool: ProcessPoolExecutor | None = None,
 ) -> FleetOutcome:
-    """One `fleet_refresh` run per region, `parallel` at a time, then (when every region
-    succeeded and `report`) the `regional_report` run in an already warm worker. `on_poll`
-    is called every `poll_seconds` from this process while runs go (the live view)."""
+    """One `fleet_refresh` run per region, `parallel` at a time (in `pool`, else a new
+    `worker_pool`), then (when every region succeeded and `report`) the `regional_report`
+    run in an already warm worker. `on_poll` is called every `poll_seconds` from this process
+    while runs go (the live view)."""
     for region in regions:
         validate_region(region)
+    if pool is None:
+        with worker_pool(parallel) as new_pool:
+            return run_fleet(
+                regions, parallel, report=report, tags=tags, on_done=on_done,
+                on_poll=on_poll, poll_seconds=poll_seconds, pool=new_pool,
+            )  # fmt: skip
     prepare_instance_home()
-    spawn = multiprocessing.get_context("spawn")  # no forked Polars/DuckDB thread pools
-    with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=spawn) as pool:
-        futures = {
-            pool.submit(run_job, "fleet_refresh", region, tags): region for region in regions
-        }
-        outcomes = _await_runs(futures, on_done, on_poll, poll_seconds)
-        ordered = [outcomes[region] for region in regions]
-        if not report or not all(o.success for o in ordered):
-            return FleetOutcome(ordered, None)
-        future = pool.submit(run_job, "regional_report", None, tags)
-        reported = _await_runs({future: "regional_report"}, on_done, on_poll, poll_seconds)
+    futures = {pool.submit(run_job, "fleet_refresh", region, tags): region for region in regions}
+    outcomes = _await_runs(futures, on_done, on_poll, poll_seconds)
+    ordered = [outcomes[region] for region in regions]
+    if not report or not all(o.success for o in ordered):
+        return FleetOutcome(ordered, None)
+    future = pool.submit(run_job, "regional_report", None, tags)
+    reported = _await_runs({future: "regional_report"}, on_done, on_poll, poll_seconds)
     return FleetOutcome(ordered, reported["regional_report"])
 
 

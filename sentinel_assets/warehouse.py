@@ -13,6 +13,7 @@ import os
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -52,6 +53,31 @@ def write_partition(frame: pl.DataFrame, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class WrittenShard:
+    """A frame and the identity of the file it was written to, to tell whether that file
+    still holds exactly this frame (no other process replaced it since)."""
+
+    frame: pl.DataFrame
+    path: Path
+    file_id: tuple[int, int, int]
+
+    @staticmethod
+    def _file_id(path: Path) -> tuple[int, int, int]:
+        stat = path.stat()
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+    @classmethod
+    def of(cls, path: Path, frame: pl.DataFrame) -> WrittenShard:
+        return cls(frame, path, cls._file_id(path))
+
+    def is_on_disk(self) -> bool:
+        try:
+            return self._file_id(self.path) == self.file_id
+        except FileNotFoundError:
+            return False
 
 
 def read_partition(path: Path, columns: Sequence[str] | None = None) -> pl.DataFrame:

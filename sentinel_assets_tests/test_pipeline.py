@@ -2,8 +2,10 @@
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pytest
 
+from sentinel_assets import warehouse
 from sentinel_assets.definitions import defs
 from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
 
@@ -82,6 +84,46 @@ def test_two_regions_then_the_report_materialize_with_every_check_passing(sentin
             "sanitized_fleet), (SELECT count(*) FROM quarantine)"
         ).fetchall()[0]
         assert corrupted == sanitized + quarantined
+
+
+def shards(home, region) -> dict[str, object]:
+    return {
+        asset: warehouse.read_partition(warehouse.partition_file(home / "tables", asset, region))
+        for asset in FLEET_ASSETS
+    }
+
+
+def test_downstream_steps_take_the_frames_just_written_from_memory_with_the_same_results(
+    sentinel_home, instance, monkeypatch
+):
+    reads = []
+    read_partition = warehouse.read_partition
+    monkeypatch.setattr(
+        warehouse, "read_partition", lambda path, *a: reads.append(path) or read_partition(path, *a)
+    )
+    assert refresh(sentinel_home, instance, "eu-west").success
+    assert reads == []
+    from_memory = shards(sentinel_home, "eu-west")
+
+    reads.clear()
+    no_cache = {"resources": {"io_manager": {"config": {"memory_cache_mb": 0}}}}
+    assert refresh(sentinel_home, instance, "eu-west", run_config=no_cache).success
+    # chaos <- raw; sanitization <- corrupted, ledger; decisions, campaign <- sanitized;
+    # outcomes <- sanitized, decisions
+    assert len(reads) == 7
+    for asset, frame in shards(sentinel_home, "eu-west").items():
+        assert frame.equals(from_memory[asset]), asset
+
+
+def test_a_shard_replaced_by_another_process_is_read_again(tmp_path):
+    path = tmp_path / "region=eu-west.parquet"
+    warehouse.write_partition(pl.DataFrame({"record_id": [1, 2]}), path)
+    written = warehouse.WrittenShard.of(path, pl.DataFrame({"record_id": [1, 2]}))
+    assert written.is_on_disk()
+    warehouse.write_partition(pl.DataFrame({"record_id": [3]}), path)
+    assert not written.is_on_disk()
+    path.unlink()
+    assert not written.is_on_disk()
 
 
 def test_rematerializing_a_region_replaces_only_that_region(sentinel_home, instance):

@@ -1,5 +1,6 @@
 """Resources: run settings, the DuckDB catalog and the region-shard IO manager."""
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -8,7 +9,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from sentinel_assets import warehouse
 from sentinel_assets.defs.config import (
@@ -69,12 +70,32 @@ class WarehouseCatalog(DuckDBResource):
 
 class RegionShardIOManager(dg.ConfigurableIOManager):
     """Stores each region partition of an asset as its own Parquet file, replaced atomically,
-    and keeps a view per asset over all regions in the DuckDB catalog."""
+    and keeps a view per asset over all regions in the DuckDB catalog.
+
+    A step downstream in the same run and process gets the frame just written from memory
+    (while its file is unchanged on disk), not a second read of the Parquet file."""
 
     catalog: WarehouseCatalog
+    memory_cache_mb: int = Field(
+        default=2048,
+        ge=0,
+        description="Frames this run wrote are kept in memory up to this many MiB (least "
+        "recently used dropped first) and handed to downstream steps in the same process. "
+        "0 reads every input back from its Parquet file.",
+    )
+    _written: "OrderedDict[Path, warehouse.WrittenShard]" = PrivateAttr(default_factory=OrderedDict)
 
     def _path(self, asset_key: dg.AssetKey, partition_key: str) -> Path:
         return warehouse.partition_file(self.catalog.tables_root, asset_key.path[-1], partition_key)
+
+    def _remember(self, path: Path, frame: pl.DataFrame) -> None:
+        self._written.pop(path, None)
+        budget = self.memory_cache_mb * 2**20
+        if frame.estimated_size() > budget:
+            return
+        self._written[path] = warehouse.WrittenShard.of(path, frame)
+        while sum(shard.frame.estimated_size() for shard in self._written.values()) > budget:
+            self._written.popitem(last=False)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         if not context.has_asset_partitions:
@@ -86,6 +107,7 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
         new_catalog = not Path(self.catalog.database).exists()
         first_shard = not warehouse.has_shards(self.catalog.tables_root, table)
         warehouse.write_partition(obj, path)
+        self._remember(path, obj)
         if new_catalog or first_shard:
             with self.catalog.get_connection() as conn:
                 if new_catalog:
@@ -99,6 +121,10 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         columns = (context.definition_metadata or {}).get("columns")
         path = self._path(context.asset_key, context.asset_partition_key)
+        written = self._written.get(path)
+        if written is not None and written.is_on_disk():
+            self._written.move_to_end(path)
+            return written.frame.select(columns) if columns else written.frame
         return warehouse.read_partition(path, columns)
 
 
@@ -118,7 +144,9 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
             )
         ),
         "catalog": catalog,
-        "io_manager": RegionShardIOManager(catalog=catalog),
+        "io_manager": RegionShardIOManager(
+            catalog=catalog, memory_cache_mb=env_int("SENTINEL_MEMORY_CACHE_MB", 2048)
+        ),
     }
 
 
