@@ -27,8 +27,21 @@ readings AS (
     ON battery_pct, signal_dbm
     INTO NAME measure VALUE reading
 ),
+-- Devices per distinct reading first (a few thousand rows for millions of devices), so the
+-- band join below compares those, not every device.
+reading_counts AS (
+    SELECT
+        region,
+        measure,
+        reading,
+        count(*) AS devices,
+        count(*) FILTER (WHERE update_status = 'failed') AS failed,
+        count(*) FILTER (WHERE update_status = 'partial') AS partial
+    FROM readings
+    GROUP BY region, measure, reading
+),
 regions AS (
-    SELECT DISTINCT region FROM sanitized_fleet
+    SELECT DISTINCT region FROM reading_counts
 ),
 banded AS (
     SELECT
@@ -36,12 +49,12 @@ banded AS (
         b.measure,
         b.band_order,
         b.band,
-        count(d.update_status) AS devices,
-        count(*) FILTER (WHERE d.update_status = 'failed') AS failed,
-        count(*) FILTER (WHERE d.update_status = 'partial') AS partial
+        CAST(coalesce(sum(d.devices), 0) AS BIGINT) AS devices,
+        CAST(coalesce(sum(d.failed), 0) AS BIGINT) AS failed,
+        CAST(coalesce(sum(d.partial), 0) AS BIGINT) AS partial
     FROM regions AS r
     CROSS JOIN bands AS b
-    LEFT JOIN readings AS d
+    LEFT JOIN reading_counts AS d
         ON d.region = r.region
         AND d.measure = b.measure
         AND (b.low IS NULL OR d.reading >= b.low)
