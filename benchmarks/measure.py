@@ -91,6 +91,7 @@ def run_child(
     env: dict[str, str] | None = None,
     result_json: Path | None = None,
     timeout: float | None = None,
+    python: str = sys.executable,
 ) -> Measurement:
     """Run `python <args>` to completion; wall time from launch to the child's own
     `finished_at` (when it reports one, so its after-the-fact bookkeeping is not counted)."""
@@ -100,7 +101,7 @@ def run_child(
     launched = time.time()
     with open(log_path, "w") as log, PeakRSS(interval=0.1) as memory:
         child = subprocess.Popen(
-            [sys.executable, *args],
+            [python, *args],
             cwd=REPO,
             env=_child_env(env or {}),
             stdout=log if result_json else subprocess.PIPE,
@@ -168,12 +169,13 @@ def measure_limit(devices: int, workdir: Path, keep: bool = False) -> Measuremen
     return measurement
 
 
-def measure_seed_style(devices: int, workdir: Path) -> Measurement:
-    """The seed's row-wise pandas + SQLite approach (`benchmarks/seed_style.py`)."""
+def measure_seed_style(devices: int, workdir: Path, python: str = sys.executable) -> Measurement:
+    """The seed's row-wise pandas + SQLite approach (`benchmarks/seed_style.py`), run by
+    `python` (an interpreter with pandas, see `seed_python` in `run.py`)."""
     home = workdir / f"seed-{size_label(devices)}"
     shutil.rmtree(home, ignore_errors=True)
     args = ["-m", "benchmarks.seed_style", "--devices", str(devices), "--workdir", str(home)]
-    measurement = run_child("seed_style", devices, args, workdir)
+    measurement = run_child("seed_style", devices, args, workdir, python=python)
     measurement.seconds = measurement.result.get("total", measurement.seconds)  # as for limit
     shutil.rmtree(home, ignore_errors=True)
     return measurement
