@@ -141,10 +141,16 @@ def worker_pool(parallel: int) -> Iterator[ProcessPoolExecutor]:
     instance_home()  # in the environment before the workers start
     workers = max(1, parallel)
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=spawn)
+    try:
         for _ in range(workers):
             pool.submit(load_definitions)
         yield pool
+    finally:
+        # Every run has ended here. The workers' interpreters take 1-2 s to exit (a last
+        # garbage collection over Dagster, Polars and DuckDB), which overlaps with this
+        # process printing the results; Python still waits for them before it exits itself.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_fleet(
