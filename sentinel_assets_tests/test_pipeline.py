@@ -154,7 +154,12 @@ def test_a_failed_blocking_check_stops_everything_downstream(sentinel_home, inst
     ]
     assert len(gate) == 1 and not gate[0].passed
     assert "recovery_decisions" not in materialized(result)
-    assert "sanitized_fleet" in materialized(result)
+    assert "sanitized_fleet" in materialized(result)  # stored, so it can be inspected
+    # The check ran inside the sanitization step: that step fails once, and is not retried
+    # (its RetryPolicy is for errors in the code, not for a failed contract).
+    failures = [e.step_key for e in result.all_events if e.is_step_failure]
+    assert failures == ["sanitization"]
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
 
 
 @pytest.mark.parametrize(
