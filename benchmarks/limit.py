@@ -13,25 +13,14 @@ metadata, not tables) are not drawn.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.measure import emit_result
 from sentinel_assets.contracts import REGIONS
 
-# The regional assets, in graph order, each computed by the same domain call as its asset.
-REGION_TABLES: tuple[str, ...] = (
-    "raw_fleet",
-    "corrupted_fleet",
-    "chaos_ledger",
-    "sanitized_fleet",
-    "quarantine",
-    "recovery_decisions",
-    "campaign_status",
-    "recovery_outcomes",
-)
 # Cross-region report tables: each is its own `sql/<name>.sql`, as in the `reports` group.
 REPORT_TABLES: tuple[str, ...] = (
     "regional_rank",
@@ -135,11 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = run_limit(args.regions.split(","), args.devices_per_region, args.home)
     result["finished_at"] = time.time()
     result["pid"] = os.getpid()
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    emit_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,16 @@ class Measurement:
         return data
 
 
+def emit_result(result: dict[str, Any], path: Path | None) -> None:
+    """A subject's result as JSON: to `path` (`--json`), else to stdout, where `run_child`
+    reads it."""
+    text = json.dumps(result, indent=2, default=str)
+    if path:
+        path.write_text(text)
+    else:
+        print(text)
+
+
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     # The package and `benchmarks` import from the checkout even without an editable install.

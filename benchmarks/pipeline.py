@@ -17,7 +17,6 @@ does)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time
@@ -26,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.measure import REPO, emit_result
 from sentinel_assets.contracts import REGIONS
 
-REPO = Path(__file__).resolve().parent.parent
 PHASES = ("seconds", "load", "store", "checks", "compute")
 LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
 
@@ -185,11 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result |= run_pipeline(args.regions.split(","), args.parallel)
     result["finished_at"] = time.time()
     result["breakdown"] = stage_breakdown([r["run_id"] for r in result["runs"] if r["run_id"]])
-    text = json.dumps(result, indent=2, default=str)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    emit_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Deliberately row-wise seed-style baseline (pandas + SQLite) the pipeline is compared against."""
+"""Deliberately row-wise seed-style baseline (pandas + SQLite) the pipeline is compared against.
+
+Standalone on purpose, like the seed's scripts: it keeps its own constants and imports only
+pandas, numpy and the standard library, because it runs in `.venv-seed`, without Sentinel.
+"""
 
 from __future__ import annotations
 
