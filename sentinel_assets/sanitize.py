@@ -1,6 +1,6 @@
 """Sanitizer: splits a corrupted fleet into records we can trust and a manual-triage queue.
 
-The rules are the fleet contract's own (`contracts.row_rules`), evaluated as vectorized
+The rules are the fleet contract's own (`validation.row_rules`), evaluated as vectorized
 expressions; a record breaking any of them goes to quarantine with its original values and
 one reason code (`column:rule`) per broken rule. Nothing is dropped and nothing halts.
 """
@@ -16,10 +16,9 @@ from sentinel_assets.contracts import (
     FLEET_DTYPES,
     QUARANTINE_SCHEMA,
     TEXT_ENCODED_COLUMNS,
-    RowRule,
-    row_rules,
     validate_region,
 )
+from sentinel_assets.validation import RowRule, row_rules
 
 UNPARSABLE = "not_a_number"
 WRONG_PARTITION = "wrong_partition"

@@ -16,8 +16,8 @@ from sentinel_assets.contracts import (
     FAULT_KINDS,
     FLEET_DTYPES,
     UPDATE_STATUSES,
-    check_contract,
 )
+from sentinel_assets.validation import check_contract
 
 NO_FAULTS = dict.fromkeys(FAULT_KINDS, 0.0)
 

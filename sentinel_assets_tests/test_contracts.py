@@ -9,9 +9,8 @@ from sentinel_assets.contracts import (
     FLEET_SCHEMA,
     REQUIRED_COLUMNS,
     TEXT_ENCODED_COLUMNS,
-    check_contract,
-    row_rules,
 )
+from sentinel_assets.validation import check_contract, row_rules
 
 
 def test_a_generated_fleet_satisfies_the_fleet_contract(fleet):

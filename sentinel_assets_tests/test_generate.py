@@ -4,8 +4,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from sentinel_assets.contracts import FLEET_SCHEMA, check_contract
+from sentinel_assets.contracts import FLEET_SCHEMA
 from sentinel_assets.generate import FleetProfile, generate_fleet
+from sentinel_assets.validation import check_contract
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 

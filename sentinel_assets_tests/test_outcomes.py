@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from sentinel_assets.contracts import RecoveryOutcome, check_contract
+from sentinel_assets.contracts import RecoveryOutcome
 from sentinel_assets.generate import generate_fleet
 from sentinel_assets.outcomes import (
     OutcomeOdds,
@@ -17,6 +17,7 @@ from sentinel_assets.outcomes import (
     success_probability,
 )
 from sentinel_assets.recovery import RecoveryPolicy, decide_recovery
+from sentinel_assets.validation import check_contract
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 OUTCOME_SCHEMA = RecoveryOutcome.to_schema()

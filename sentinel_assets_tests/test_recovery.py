@@ -13,11 +13,11 @@ from sentinel_assets.contracts import (
     REASON_CODES,
     REGION_CODES,
     RecoveryDecision,
-    check_contract,
 )
 from sentinel_assets.defs.config import RecoverySettings
 from sentinel_assets.generate import generate_fleet
 from sentinel_assets.recovery import RecoveryPolicy, campaign_health, decide_recovery
+from sentinel_assets.validation import check_contract
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 POLICY = RecoveryPolicy()

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from sentinel_assets import reports, warehouse
-from sentinel_assets.contracts import ASSET_CONTRACTS, check_contract
+from sentinel_assets.contracts import ASSET_CONTRACTS
+from sentinel_assets.validation import check_contract
 
 REGIONS = ("af-south", "eu-west")  # with the default biases af-south halts, eu-west runs
 DEVICES = 2_000

@@ -6,13 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentinel_assets.chaos import inject_faults
-from sentinel_assets.contracts import (
-    FAULT_KINDS,
-    FLEET_SCHEMA,
-    QUARANTINE_SCHEMA,
-    check_contract,
-)
+from sentinel_assets.contracts import FAULT_KINDS, FLEET_SCHEMA, QUARANTINE_SCHEMA
 from sentinel_assets.sanitize import reason_counts, split_fleet
+from sentinel_assets.validation import check_contract
 
 NO_FAULTS = dict.fromkeys(FAULT_KINDS, 0.0)
 

@@ -16,9 +16,10 @@ from typing import ParamSpec
 import dagster as dg
 import polars as pl
 
-from sentinel_assets.contracts import ASSET_CONTRACTS, check_contract
+from sentinel_assets.contracts import ASSET_CONTRACTS
 from sentinel_assets.defs.metadata import markdown
 from sentinel_assets.defs.partitions import region_partitions
+from sentinel_assets.validation import check_contract
 
 CONTRACT = "contract"
 P = ParamSpec("P")
