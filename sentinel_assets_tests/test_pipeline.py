@@ -108,9 +108,9 @@ def test_downstream_steps_take_the_frames_just_written_from_memory_with_the_same
     reads.clear()
     no_cache = {"resources": {"io_manager": {"config": {"memory_cache_mb": 0}}}}
     assert refresh(sentinel_home, instance, "eu-west", run_config=no_cache).success
-    # chaos <- raw; sanitization <- corrupted, ledger; decisions, campaign <- sanitized;
-    # outcomes <- sanitized, decisions
-    assert len(reads) == 7
+    # chaos <- raw; sanitization <- corrupted, ledger; campaign <- sanitized;
+    # decisions <- sanitized, campaign; outcomes <- sanitized, decisions
+    assert len(reads) == 8
     for asset, frame in shards(sentinel_home, "eu-west").items():
         assert frame.equals(from_memory[asset]), asset
 
@@ -168,7 +168,7 @@ def test_a_failed_blocking_check_stops_everything_downstream(sentinel_home, inst
         ({"chaos": {"rates": {"null": 1.5}}}, "must be within [0, 1]"),
         ({"chaos": {"rates": {"gremlins": 0.1}}}, "unknown fault kind"),
         ({"simulation": {"devices_per_region": -5}}, "greater than or equal to 0"),
-        ({"recovery": {"max_retries": -1}}, "max_retries=-1"),
+        ({"recovery": {"max_retries": -1}}, "recovery.max_retries\n  Input should be greater"),
     ],
 )
 def test_invalid_config_fails_before_any_data_is_written(sentinel_home, instance, config, message):

@@ -145,7 +145,7 @@ def test_failure_clusters_rank_and_share_within_each_region(conn):
 def test_the_triage_queue_counts_every_quarantined_record_and_triaged_device(conn):
     queue = conn.table("triage_queue").pl()
     sizes = queue.group_by("region", "source").agg(pl.col("queue_records").first())
-    quarantined = dict(conn.sql("SELECT partition, count(*) FROM quarantine GROUP BY 1").fetchall())
+    quarantined = dict(conn.sql("SELECT partition_key, count(*) FROM quarantine GROUP BY 1").fetchall())
     triaged = dict(
         conn.sql(
             "SELECT region, count(*) FROM recovery_decisions WHERE action = 'manual_triage' "
