@@ -367,7 +367,7 @@ class RecoveryDecision(PartitionedRecord):
     model: str = pa.Field(isin=list(MODELS))
     firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
     firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    update_status: str = pa.Field(isin=["partial", "failed", "pending"])
+    update_status: str = pa.Field(isin=[*UNHEALTHY_STATUSES, "pending"])
     failure_kind: Optional[str] = pa.Field(nullable=True, isin=list(FAILURE_KINDS))  # noqa: UP045
     commit_state: Optional[str] = pa.Field(nullable=True, isin=list(COMMIT_STATES))  # noqa: UP045
     action: str = pa.Field(isin=list(ACTIONS))

@@ -27,6 +27,7 @@ from sentinel_assets.contracts import (
     PARTITION_KEY,
     RECORD_ID,
     REGIONS,
+    UNHEALTHY_STATUSES,
     UPDATE_STATUSES,
     first_record_id,
     region_code,
@@ -128,7 +129,7 @@ def _status_draw(
     n = len(model_idx)
     model_bias = np.array([profile.model_failure_bias.get(m, 1.0) for m in MODELS])
     bias = profile.region_failure_bias.get(region, 1.0) * model_bias[model_idx]
-    biased = {UPDATE_STATUSES.index(s) for s in ("partial", "failed")}
+    biased = {UPDATE_STATUSES.index(s) for s in UNHEALTHY_STATUSES}
     # Running sums of each device's weights, one status at a time: the same additions in the
     # same order as a cumulative sum over an (n, statuses) weight matrix, without building it.
     cumulative: list[np.ndarray] = []
