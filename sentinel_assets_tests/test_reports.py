@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -249,15 +250,20 @@ def _only_comments(sql: str) -> bool:
     return all(line.strip().startswith("--") or not line.strip() for line in sql.splitlines())
 
 
-@pytest.mark.skipif(shutil.which("duckdb") is None, reason="no duckdb command-line client")
+def duckdb_cli() -> str | None:
+    """The `duckdb` command the dev extra installs next to this interpreter, else PATH's."""
+    beside = Path(sys.executable).with_name("duckdb")
+    return str(beside) if beside.exists() else shutil.which("duckdb")
+
+
+@pytest.mark.skipif(duckdb_cli() is None, reason="no duckdb CLI (the dev extra installs one)")
 def test_the_analyst_file_runs_unchanged_in_the_duckdb_cli(pipeline):
+    """The CLI may be older than the Python package (the dev extra pins duckdb-cli 1.5): the
+    warehouse's storage compatibility setting is what lets it open the file."""
     home, _ = pipeline
-    cli_version = subprocess.run(["duckdb", "--version"], capture_output=True, text=True).stdout
-    if duckdb.__version__ not in cli_version:
-        pytest.skip(f"duckdb CLI {cli_version.strip()} != Python duckdb {duckdb.__version__}")
     sql = warehouse.read_sql(reports.ANALYSIS_QUERIES_FILE)
     run = subprocess.run(
-        ["duckdb", "-readonly", str(home / "warehouse.duckdb")],
+        [duckdb_cli(), "-readonly", str(home / "warehouse.duckdb")],
         input=sql,
         capture_output=True,
         text=True,
