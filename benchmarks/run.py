@@ -3,7 +3,7 @@
 For each fleet size (total devices over the 8 regions) it measures, in the same run:
 
 * pipeline - every asset and check for every region through Dagster, exactly as
-  `sentinel demo --parallel N` runs it (`sentinel_assets.orchestrate`), wall time from launch
+  `sentinel demo --parallel N` runs it (`sentinel_assets.cli.orchestrate`), wall time from launch
   and peak RSS summed over all its processes, plus seconds per asset and per check step read
   back from the Dagster instance;
 * limit - the same domain functions writing the same tables in one process, no orchestration

@@ -14,17 +14,17 @@ from rich.console import Console
 from rich.table import Table
 
 from sentinel_assets import warehouse
-from sentinel_assets.contracts import REGIONS
-from sentinel_assets.defs.config import data_home
-from sentinel_assets.defs.resources import CATALOG_FILE
-from sentinel_assets.live import wants_live_view, watch_demo
-from sentinel_assets.orchestrate import (
+from sentinel_assets.cli.live import wants_live_view, watch_demo
+from sentinel_assets.cli.orchestrate import (
     RunOutcome,
     prepare_instance_home,
     run_fleet,
     worker_pool,
 )
-from sentinel_assets.progress import DEMO_TAG
+from sentinel_assets.cli.progress import DEMO_TAG
+from sentinel_assets.contracts import REGIONS
+from sentinel_assets.defs.config import data_home
+from sentinel_assets.defs.resources import CATALOG_FILE
 from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
 # Piped output (CI, logs) gets a wide, colourless table instead of a truncated 80 columns.
