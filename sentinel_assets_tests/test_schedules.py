@@ -15,7 +15,7 @@ import pytest
 
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.definitions import defs
-from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
+from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.defs.schedules import (
     BACKFILL_TAG,
     CRON_ENV,
@@ -24,6 +24,7 @@ from sentinel_assets.defs.schedules import (
     build_refresh_schedule,
     regional_report_after_refresh,
 )
+from sentinel_assets.paths import CATALOG_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from sentinel_assets import paths
 from sentinel_assets.contracts import REGIONS, validate_region
-from sentinel_assets.defs.config import data_home
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -42,8 +42,10 @@ telemetry:
 
 
 def instance_home() -> Path:
-    """`DAGSTER_HOME`, defaulting to a folder inside the data folder, with a dagster.yaml."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_home() / "dagster")))
+    """`DAGSTER_HOME` (default: inside the data folder), with a dagster.yaml. Set in the
+    environment, so this process's Dagster and the workers it spawns open the same one."""
+    home = paths.dagster_home()
+    os.environ[paths.DAGSTER_HOME_ENV] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():

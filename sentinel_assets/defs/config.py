@@ -6,7 +6,6 @@ with a message naming it, before the run writes anything.
 
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field, field_validator, model_validator
@@ -15,13 +14,6 @@ from sentinel_assets.chaos import DEFAULT_RATES, validate_rates
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.generate import FleetProfile
 from sentinel_assets.recovery import RecoveryPolicy
-
-DEFAULT_HOME = ".sentinel"
-
-
-def data_home() -> Path:
-    """The one local data folder: `$SENTINEL_HOME`, else ./.sentinel."""
-    return Path(os.environ.get("SENTINEL_HOME") or DEFAULT_HOME).expanduser().resolve()
 
 
 def env_int(name: str, default: int) -> int:
