@@ -103,6 +103,15 @@ def test_a_failed_region_withholds_the_report(instance):
     assert "eu-west did not succeed" in result.skip_reason.skip_message
 
 
+def test_a_tick_waits_for_a_region_that_has_no_run_yet(instance):
+    tags = {REFRESH_TAG: "2026-11-23T03:00Z", REFRESH_SIZE_TAG: "8"}
+    for region in REGIONS[1:]:
+        add_region_run(instance, region, dg.DagsterRunStatus.SUCCESS, tags)
+    result = evaluate_report_sensor(instance)
+    assert result.run_requests == []
+    assert result.skip_reason.skip_message == "schedule:2026-11-23T03:00Z wait"
+
+
 def run_cli(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(
         [str(DAGSTER), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180

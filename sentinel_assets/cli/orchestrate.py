@@ -18,6 +18,7 @@ import dagster as dg
 
 from sentinel_assets import paths
 from sentinel_assets.contracts import REGIONS, validate_region
+from sentinel_assets.refresh import REPORT, RegionRun, report_verdict
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -182,7 +183,8 @@ def run_fleet(
     futures = {pool.submit(run_job, "fleet_refresh", region, tags): region for region in regions}
     outcomes = _await_runs(futures, on_done, on_poll, poll_seconds)
     ordered = [outcomes[region] for region in regions]
-    if not report or not all(o.success for o in ordered):
+    latest = {o.label: RegionRun.SUCCEEDED if o.success else RegionRun.FAILED for o in ordered}
+    if not report or report_verdict(regions, latest) != REPORT:
         return FleetOutcome(ordered, None)
     future = pool.submit(run_job, "regional_report", None, tags)
     reported = _await_runs({future: "regional_report"}, on_done, on_poll, poll_seconds)
