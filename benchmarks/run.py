@@ -469,11 +469,6 @@ def update_readme(report: str) -> None:
     README.write_text(f"{head}{README_START}\n{report}{README_END}{tail}")
 
 
-def print_summary(results: dict[str, Any]) -> None:
-    print()
-    print(render_report(results))
-
-
 # --- main -----------------------------------------------------------------------------------
 
 

@@ -29,14 +29,6 @@ class SplitFleet(NamedTuple):
     quarantine: pl.DataFrame
 
 
-def _unparsable(column: str) -> pl.Expr:
-    """Text was present but is not a number of the contract's type."""
-    return (
-        pl.col(column).is_not_null()
-        & pl.col(column).cast(FLEET_DTYPES[column], strict=False).is_null()
-    )
-
-
 def sanitizer_rules(partition: str) -> list[RowRule]:
     """The contract's rules as seen on text-encoded input, plus the partition's own rule.
 

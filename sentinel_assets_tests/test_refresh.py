@@ -64,7 +64,7 @@ class FinishedRuns:
         self.failing = failing
         self.jobs: list[str] = []
 
-    def submit(self, fn, job_name: str, partition_key: str | None = None, tags=None) -> Future:
+    def submit(self, _fn, job_name: str, partition_key: str | None = None, tags=None) -> Future:
         self.jobs.append(job_name)
         label = partition_key or job_name
         future: Future = Future()

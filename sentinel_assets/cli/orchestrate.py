@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from sentinel_assets import paths
-from sentinel_assets.contracts import REGIONS, validate_region
+from sentinel_assets.contracts import validate_region
 from sentinel_assets.refresh import REPORT, RegionRun, report_verdict
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -160,7 +160,6 @@ def run_fleet(
     regions: Sequence[str],
     parallel: int,
     *,
-    report: bool = True,
     tags: Mapping[str, str] | None = None,
     on_done: Callable[[RunOutcome], None] | None = None,
     on_poll: Callable[[], None] | None = None,
@@ -168,15 +167,15 @@ def run_fleet(
     pool: ProcessPoolExecutor | None = None,
 ) -> FleetOutcome:
     """One `fleet_refresh` run per region, `parallel` at a time (in `pool`, else a new
-    `worker_pool`), then (when every region succeeded and `report`) the `regional_report`
-    run in an already warm worker. `on_poll` is called every `poll_seconds` from this process
-    while runs go (the live view)."""
+    `worker_pool`), then, once every region succeeded (`refresh.report_verdict`), the
+    `regional_report` run in an already warm worker. `on_poll` is called every
+    `poll_seconds` from this process while runs go (the live view)."""
     for region in regions:
         validate_region(region)
     if pool is None:
         with worker_pool(parallel) as new_pool:
             return run_fleet(
-                regions, parallel, report=report, tags=tags, on_done=on_done,
+                regions, parallel, tags=tags, on_done=on_done,
                 on_poll=on_poll, poll_seconds=poll_seconds, pool=new_pool,
             )  # fmt: skip
     prepare_instance_home()
@@ -184,26 +183,8 @@ def run_fleet(
     outcomes = _await_runs(futures, on_done, on_poll, poll_seconds)
     ordered = [outcomes[region] for region in regions]
     latest = {o.label: RegionRun.SUCCEEDED if o.success else RegionRun.FAILED for o in ordered}
-    if not report or report_verdict(regions, latest) != REPORT:
+    if report_verdict(regions, latest) != REPORT:
         return FleetOutcome(ordered, None)
     future = pool.submit(run_job, "regional_report", None, tags)
     reported = _await_runs({future: "regional_report"}, on_done, on_poll, poll_seconds)
     return FleetOutcome(ordered, reported["regional_report"])
-
-
-def run_regions(
-    regions: Sequence[str],
-    parallel: int,
-    on_done: Callable[[RunOutcome], None] | None = None,
-) -> list[RunOutcome]:
-    """One `fleet_refresh` run per region, `parallel` at a time, in region order."""
-    return run_fleet(regions, parallel, report=False, on_done=on_done).regions
-
-
-def run_report() -> RunOutcome:
-    prepare_instance_home()
-    return run_job("regional_report")
-
-
-def all_regions() -> list[str]:
-    return list(REGIONS)
