@@ -7,12 +7,14 @@
 
 Each design materializes one partitioned asset for all 8 regions, `--parallel` runs at a
 time in separate processes (as `sentinel demo` does), and reports wall time, lock failures,
-and whether the final table holds every region. Usage:
+and whether the final table holds every region. Needs the `bench` extra for (a)
+(`pip install -e '.[dev,bench]'`, as `make bench` does). Usage:
 
     python -m benchmarks.storage_designs --rows-per-region 1000000 --parallel 2
 """
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import tempfile
@@ -105,6 +107,8 @@ def main() -> None:
     parser.add_argument("--rows-per-region", type=int, default=1_000_000)
     parser.add_argument("--parallel", type=int, default=2)
     args = parser.parse_args()
+    if importlib.util.find_spec("dagster_duckdb_polars") is None:
+        parser.exit(2, "storage_designs needs dagster-duckdb-polars: pip install -e '.[bench]'\n")
     for design in ("duckdb_io_manager", "parquet_shards"):
         print(json.dumps(run_design(design, args.rows_per_region, args.parallel)))
 
