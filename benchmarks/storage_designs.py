@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from sentinel_assets import paths
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import RegionShardIOManager, WarehouseCatalog
@@ -45,7 +46,7 @@ def _shard(region: str, rows: int) -> pl.DataFrame:
 
 
 def _io_manager(design: str, home: Path) -> dg.IOManager:
-    catalog = WarehouseCatalog(database=str(home / "warehouse.duckdb"))
+    catalog = WarehouseCatalog(database=str(paths.catalog_path(home)))
     if design == "duckdb_io_manager":
         from dagster_duckdb_polars import DuckDBPolarsIOManager
 
@@ -82,7 +83,7 @@ def run_design(design: str, rows: int, parallel: int) -> dict[str, object]:
             n = len(REGIONS)
             outcomes = list(pool.map(_materialize, [design] * n, [home] * n, REGIONS, [rows] * n))
         wall = time.perf_counter() - started
-        with duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True) as conn:
+        with duckdb.connect(str(paths.catalog_path(Path(home))), read_only=True) as conn:
             try:
                 [(regions, total)] = conn.sql(
                     "SELECT count(DISTINCT region), count(*) FROM shard"
