@@ -14,27 +14,44 @@ from typing import Annotated, Optional
 import pandera.polars as pa
 import polars as pl
 
-REGIONS: tuple[str, ...] = (
-    "us-east",
-    "us-west",
-    "eu-central",
-    "eu-west",
-    "ap-south",
-    "ap-northeast",
-    "sa-east",
-    "af-south",
+
+@dataclass(frozen=True)
+class Region:
+    """One region of the fleet: a partition of every fleet table."""
+
+    name: str
+    code: str  # the three letters in its device ids
+    number: int  # stable and unique: the leading digits of every record id of the region
+    site_locale: str  # Faker locale of its installation sites' names
+
+
+# The region table: the only place regions are listed. A region keeps its number for good
+# (record ids and seeds derive from it), so a new region takes the next free number.
+REGION_TABLE: tuple[Region, ...] = (
+    Region("us-east", "USE", 0, "en_US"),
+    Region("us-west", "USW", 1, "en_US"),
+    Region("eu-central", "EUC", 2, "de_DE"),
+    Region("eu-west", "EUW", 3, "fr_FR"),
+    Region("ap-south", "APS", 4, "en_IN"),
+    Region("ap-northeast", "APN", 5, "ja_JP"),
+    Region("sa-east", "SAE", 6, "pt_BR"),
+    Region("af-south", "AFS", 7, "en_GB"),
 )
-REGION_CODES: Mapping[str, str] = {
-    "us-east": "USE",
-    "us-west": "USW",
-    "eu-central": "EUC",
-    "eu-west": "EUW",
-    "ap-south": "APS",
-    "ap-northeast": "APN",
-    "sa-east": "SAE",
-    "af-south": "AFS",
-}
+REGIONS: tuple[str, ...] = tuple(region.name for region in REGION_TABLE)
+_REGIONS_BY_NAME: Mapping[str, Region] = {region.name: region for region in REGION_TABLE}
+
+# Record identity. `record_id` is unique across the whole warehouse: the region's number
+# times RECORD_ID_STRIDE plus the record's sequence within its region, so 3_000_000_000_042 is
+# record 42 of region 3 (eu-west). `partition_key` is the Dagster partition key of the shard
+# that holds the row. Chaos never touches either: a record can always be traced to its shard.
+RECORD_ID = "record_id"
+PARTITION_KEY = "partition_key"
+IDENTITY_COLUMNS: tuple[str, ...] = (RECORD_ID, PARTITION_KEY)
+RECORD_ID_STRIDE = 10**12
+
 UPDATE_STATUSES: tuple[str, ...] = ("success", "partial", "failed", "pending")
+# Devices the campaign left unhealthy: what recovery acts on and what failure rates count.
+UNHEALTHY_STATUSES: tuple[str, ...] = ("partial", "failed")
 FAILURE_KINDS: tuple[str, ...] = (
     "download_timeout",
     "connection_lost",
@@ -120,17 +137,38 @@ def _in_bounds(column: str) -> dict[str, float]:
     return {"min_value": bounds.low, "max_value": bounds.high}
 
 
-def region_code(region: str) -> str:
-    """Three-letter code used in device ids; raises a readable error for unknown regions."""
-    validate_region(region)
-    return REGION_CODES[region]
+def region(name: str) -> Region:
+    """The region's row of the region table; unknown names get a readable error."""
+    validate_region(name)
+    return _REGIONS_BY_NAME[name]
 
 
-def validate_region(region: str) -> str:
+def region_code(name: str) -> str:
+    """Three-letter code used in device ids."""
+    return region(name).code
+
+
+def validate_region(name: str) -> str:
     """Reject unknown regions before they reach a file path or a query."""
-    if region not in REGIONS:
-        raise ValueError(f"unknown region {region!r}; expected one of: {', '.join(REGIONS)}")
-    return region
+    if name not in _REGIONS_BY_NAME:
+        raise ValueError(f"unknown region {name!r}; expected one of: {', '.join(REGIONS)}")
+    return name
+
+
+def first_record_id(name: str) -> int:
+    """The record id of the region's record number 0."""
+    return region(name).number * RECORD_ID_STRIDE
+
+
+def record_region_number() -> pl.Expr:
+    """The region number a record id belongs to."""
+    return pl.col(RECORD_ID) // RECORD_ID_STRIDE
+
+
+def partition_region_number() -> pl.Expr:
+    """The region number of the row's shard."""
+    numbers = {r.name: r.number for r in REGION_TABLE}
+    return pl.col(PARTITION_KEY).replace_strict(numbers, default=None, return_dtype=pl.Int64)
 
 
 @dataclass(frozen=True)
@@ -145,6 +183,9 @@ class CrossFieldRule:
 # Keyed by the name of the model's dataframe check that enforces it. Null inputs count as
 # valid: the column rules already report the missing value.
 CROSS_FIELD_RULES: Mapping[str, CrossFieldRule] = {
+    "record_in_its_partition": CrossFieldRule(
+        RECORD_ID, "other_partition", record_region_number() == partition_region_number()
+    ),
     "failure_kind_iff_failed": CrossFieldRule(
         "failure_kind",
         "set_iff_failed",
@@ -163,10 +204,28 @@ CROSS_FIELD_RULES: Mapping[str, CrossFieldRule] = {
 }
 
 
-class FleetRecord(pa.DataFrameModel):
+class PartitionedRecord(pa.DataFrameModel):
+    """The identity every record of a region-partitioned table carries (see RECORD_ID)."""
+
+    record_id: int = pa.Field(
+        ge=0,
+        unique=True,
+        description="Unique across the warehouse: region number x 10^12 + sequence in region.",
+    )
+    partition_key: str = pa.Field(
+        isin=list(REGIONS),
+        description="Region partition (shard) that holds the row; never corrupted.",
+    )
+
+    @pa.dataframe_check
+    def record_in_its_partition(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A record id carries the number of the region whose shard holds it."""
+        return _cross_field_check(data, "record_in_its_partition")
+
+
+class FleetRecord(PartitionedRecord):
     """One device of the fleet mid-way through an OTA campaign (raw and sanitized fleet)."""
 
-    record_id: int = pa.Field(ge=0, unique=True, description="Stable id of the record.")
     device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
     region: str = pa.Field(isin=list(REGIONS))
     site: str = pa.Field(description="Installation site (city) of the device.")
@@ -225,13 +284,13 @@ FLEET_DTYPES: Mapping[str, pl.DataType] = {
 }
 # Numeric readings travel as text through the chaos stage, so "N/A" or "87%" can exist there.
 TEXT_ENCODED_COLUMNS: tuple[str, ...] = tuple(
-    name for name, dtype in FLEET_DTYPES.items() if dtype.is_numeric() and name != "record_id"
+    name for name, dtype in FLEET_DTYPES.items() if dtype.is_numeric() and name != RECORD_ID
 )
 # Columns whose value the contract requires (chaos may blank them; the sanitizer must notice).
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(
     name
     for name, column in FLEET_SCHEMA.columns.items()
-    if not column.nullable and name != "record_id"
+    if not column.nullable and name not in IDENTITY_COLUMNS
 )
 
 
@@ -240,54 +299,75 @@ def corrupted_dtype(column: str) -> pl.DataType:
     return pl.String() if column in TEXT_ENCODED_COLUMNS else FLEET_DTYPES[column]
 
 
+def _identity_columns(*, unique: bool) -> dict[str, pa.Column]:
+    """record_id and partition_key as every partitioned table stores them: never null."""
+    return {
+        RECORD_ID: pa.Column(pl.Int64, pa.Check.ge(0), unique=unique, nullable=False),
+        PARTITION_KEY: pa.Column(pl.String, pa.Check.isin(list(REGIONS)), nullable=False),
+    }
+
+
+def _record_in_its_partition() -> pa.Check:
+    return pa.Check(
+        lambda data: data.lazyframe.select(CROSS_FIELD_RULES["record_in_its_partition"].valid),
+        name="record_in_its_partition",
+    )
+
+
 CORRUPTED_FLEET_SCHEMA = pa.DataFrameSchema(
     {
-        "record_id": pa.Column(pl.Int64, pa.Check.ge(0), unique=True, nullable=False),
+        **_identity_columns(unique=True),
         **{
             name: pa.Column(corrupted_dtype(name), nullable=True)
             for name in FLEET_COLUMNS
-            if name != "record_id"
+            if name not in IDENTITY_COLUMNS
         },
     },
+    checks=[_record_in_its_partition()],
     strict=True,
     name="CorruptedFleet",
 )
 
 CHAOS_LEDGER_SCHEMA = pa.DataFrameSchema(
     {
-        "record_id": pa.Column(pl.Int64, pa.Check.ge(0)),
+        **_identity_columns(unique=False),
         "column": pa.Column(pl.String, pa.Check.isin(list(FLEET_COLUMNS))),
         "fault_kind": pa.Column(pl.String, pa.Check.isin(list(FAULT_KINDS))),
         "injected_value": pa.Column(pl.String, nullable=True),
     },
+    checks=[_record_in_its_partition()],
     strict=True,
     name="ChaosLedger",
 )
 
 QUARANTINE_SCHEMA = pa.DataFrameSchema(
     {
-        "partition": pa.Column(pl.String, pa.Check.isin(list(REGIONS))),
+        **_identity_columns(unique=True),
         "reasons": pa.Column(
             pl.List(pl.String),
             pa.Check(lambda data: data.lazyframe.select(pl.col(data.key).list.len() > 0)),
         ),
-        **CORRUPTED_FLEET_SCHEMA.columns,
+        **{
+            name: column
+            for name, column in CORRUPTED_FLEET_SCHEMA.columns.items()
+            if name not in IDENTITY_COLUMNS
+        },
     },
+    checks=[_record_in_its_partition()],
     strict=True,
     name="Quarantine",
 )
 
 
-class RecoveryDecision(pa.DataFrameModel):
+class RecoveryDecision(PartitionedRecord):
     """What to do about one unhealthy device, and why, in words an operator can act on."""
 
-    record_id: int = pa.Field(ge=0, unique=True)
     device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
     region: str = pa.Field(isin=list(REGIONS))
     model: str = pa.Field(isin=list(MODELS))
     firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
     firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    update_status: str = pa.Field(isin=["partial", "failed", "pending"])
+    update_status: str = pa.Field(isin=[*UNHEALTHY_STATUSES, "pending"])
     failure_kind: Optional[str] = pa.Field(nullable=True, isin=list(FAILURE_KINDS))  # noqa: UP045
     commit_state: Optional[str] = pa.Field(nullable=True, isin=list(COMMIT_STATES))  # noqa: UP045
     action: str = pa.Field(isin=list(ACTIONS))
@@ -336,6 +416,9 @@ class RegionalRank(pa.DataFrameModel):
 class CampaignStatus(pa.DataFrameModel):
     """A region's campaign health against the abort rule, with the numbers that decide it."""
 
+    partition_key: str = pa.Field(
+        isin=list(REGIONS), description="Region partition (shard) that holds the row."
+    )
     region: str = pa.Field(isin=list(REGIONS), unique=True)
     devices: int = pa.Field(ge=0)
     attempted: int = pa.Field(ge=0, description="Devices past pending: success, partial, failed.")
@@ -372,10 +455,9 @@ def _outcome_follows_action() -> pl.Expr:
     )
 
 
-class RecoveryOutcome(pa.DataFrameModel):
+class RecoveryOutcome(PartitionedRecord):
     """One device after the recovery decisions were applied in the outcome simulation."""
 
-    record_id: int = pa.Field(ge=0, unique=True)
     device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
     region: str = pa.Field(isin=list(REGIONS))
     model: str = pa.Field(isin=list(MODELS))

@@ -192,7 +192,7 @@ def test_the_browser_shows_the_graph_and_regional_rank(
     assert graph.count("Materialized") >= len(REPORT_ASSETS)
     for text in ["regional_rank", "Latest materialization", "worst_region", REGION, OTHER_REGION]:
         assert text in rank, text
-    for upstream in ["quarantine", "recovery_decisions", "sanitized_fleet"]:
+    for upstream in ["quarantine", "sanitized_fleet"]:  # the tables regional_rank.sql reads
         assert upstream in rank.split(), upstream
     for text in ["Materialized (2)", "Missing (6)", "Failed (0)", REGION, OTHER_REGION]:
         assert text in partitions, text

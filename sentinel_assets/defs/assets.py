@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 import polars as pl
 
-from sentinel_assets import outcomes, reports, warehouse
+from sentinel_assets import outcomes, quality, reports, warehouse
 from sentinel_assets.chaos import inject_faults
 from sentinel_assets.defs import checks
 from sentinel_assets.defs.checks import contract_spec, region_spec
@@ -19,6 +19,7 @@ from sentinel_assets.defs.metadata import markdown
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
 from sentinel_assets.generate import generate_fleet
+from sentinel_assets.quality import quarantine_rate
 from sentinel_assets.recovery import (
     action_counts,
     campaign_health,
@@ -84,7 +85,7 @@ def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> 
         sim.devices_per_region,
         seed=sim.seed,
         as_of=sim.as_of_utc(),
-        profile=sim.profile(),
+        profile=sim,
     )
     yield dg.Output(
         fleet,
@@ -167,9 +168,9 @@ def chaos_injection(
     check_specs=[
         contract_spec("sanitized_fleet"),
         contract_spec("quarantine"),
-        region_spec("sanitized_fleet", checks.records_conserved, ["corrupted_fleet"]),
-        region_spec("sanitized_fleet", checks.quarantine_rate_within_gate),
-        region_spec("quarantine", checks.faults_contained, ["chaos_ledger"]),
+        region_spec("sanitized_fleet", quality.records_conserved, ["corrupted_fleet"]),
+        region_spec("sanitized_fleet", quality.quarantine_rate_within_gate),
+        region_spec("quarantine", quality.faults_contained, ["chaos_ledger"]),
     ],
     partitions_def=region_partitions,
     group_name=FLEET_GROUP,
@@ -182,8 +183,8 @@ def sanitization(
     settings: SentinelSettings,
 ) -> Iterator[StepEvent]:
     """Splits the corrupted fleet by the contract; never drops and never halts on a record."""
-    sanitized, quarantine = split_fleet(corrupted_fleet, context.partition_key)
-    rate = quarantine.height / corrupted_fleet.height if corrupted_fleet.height else 0.0
+    sanitized, quarantine = split_fleet(corrupted_fleet)
+    rate = quarantine_rate(quarantine.height, sanitized.height)
     reasons = reason_counts(quarantine)
     yield dg.Output(
         sanitized,
@@ -207,23 +208,34 @@ def sanitization(
     )
     yield checks.contract(sanitized, "sanitized_fleet")
     yield checks.contract(quarantine, "quarantine")
-    yield checks.records_conserved(corrupted_fleet, sanitized, quarantine)
-    yield checks.quarantine_rate_within_gate(
-        sanitized, quarantine, settings.gates.max_quarantine_rate
+    yield checks.verdict(
+        "sanitized_fleet", quality.records_conserved, corrupted_fleet, sanitized, quarantine
     )
-    yield checks.faults_contained(quarantine, chaos_ledger)
+    yield checks.verdict(
+        "sanitized_fleet",
+        quality.quarantine_rate_within_gate,
+        sanitized,
+        quarantine,
+        settings.gates.max_quarantine_rate,
+    )
+    yield checks.verdict("quarantine", quality.faults_contained, quarantine, chaos_ledger)
 
 
-@fleet_asset(region_spec("recovery_decisions", checks.halt_holds_pending_updates))
+@fleet_asset(region_spec("recovery_decisions", quality.halt_holds_pending_updates))
 def recovery_decisions(
-    sanitized_fleet: pl.DataFrame, settings: SentinelSettings
+    sanitized_fleet: pl.DataFrame, campaign_status: pl.DataFrame, settings: SentinelSettings
 ) -> Iterator[StepEvent]:
     """One row per unhealthy device with the action to take (retry, rollback, defer,
     manual_triage, hold), the code of the policy rule that decided and the reason an operator
-    reads; retries carry their `next_attempt_at` (exponential backoff)."""
-    policy = settings.recovery.policy()
-    decisions = decide_recovery(sanitized_fleet, policy, as_of=settings.simulation.as_of_utc())
-    health = campaign_health(sanitized_fleet, policy)
+    reads; retries carry their `next_attempt_at` (exponential backoff). A region whose
+    `campaign_status` is halted holds its pending updates and retries."""
+    health = campaign_status
+    decisions = decide_recovery(
+        sanitized_fleet,
+        settings.recovery,
+        as_of=settings.simulation.as_of_utc(),
+        campaign=health,
+    )
     yield dg.Output(
         decisions,
         metadata={
@@ -236,10 +248,12 @@ def recovery_decisions(
         },
     )
     yield checks.contract(decisions, "recovery_decisions")
-    yield checks.halt_holds_pending_updates(decisions, health, sanitized_fleet)
+    yield checks.verdict(
+        "recovery_decisions", quality.halt_holds_pending_updates, decisions, health, sanitized_fleet
+    )
 
 
-@report_asset(deps=[recovery_decisions, "sanitized_fleet", "quarantine"])
+@report_asset(deps=["sanitized_fleet", "quarantine"])
 def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Regions ranked by their share of failed or partial devices, each with its quarantine
     rate and its worst upgrade paths (model, firmware) ranked by failures. SQL:
@@ -273,7 +287,7 @@ def campaign_status(
 ) -> Iterator[StepEvent]:
     """The region's campaign against the abort rule: devices that attempted the update, how
     many failed, the configured threshold and minimum, and whether the campaign is halted."""
-    status = campaign_health(sanitized_fleet, settings.recovery.policy())
+    status = campaign_health(sanitized_fleet, settings.recovery)
     halted = bool(status["halted"].any())
     yield dg.Output(
         status,
@@ -287,7 +301,7 @@ def campaign_status(
     yield checks.contract(status, "campaign_status")
 
 
-@fleet_asset(region_spec("recovery_outcomes", checks.outcomes_cover_the_fleet))
+@fleet_asset(region_spec("recovery_outcomes", quality.outcomes_cover_the_fleet))
 def recovery_outcomes(
     sanitized_fleet: pl.DataFrame, recovery_decisions: pl.DataFrame, settings: SentinelSettings
 ) -> Iterator[StepEvent]:
@@ -310,7 +324,9 @@ def recovery_outcomes(
         },
     )
     yield checks.contract(result, "recovery_outcomes")
-    yield checks.outcomes_cover_the_fleet(result, sanitized_fleet)
+    yield checks.verdict(
+        "recovery_outcomes", quality.outcomes_cover_the_fleet, result, sanitized_fleet
+    )
 
 
 def build_report(catalog: WarehouseCatalog, table: str) -> pl.DataFrame:

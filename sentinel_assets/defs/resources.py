@@ -12,9 +12,10 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from sentinel_assets import paths, warehouse
+from sentinel_assets.contracts import PARTITION_KEY
 from sentinel_assets.defs.config import (
     ChaosSettings,
-    QualityGates,
+    GateSettings,
     RecoverySettings,
     SimulationSettings,
     env_int,
@@ -30,7 +31,7 @@ class SentinelSettings(dg.ConfigurableResource):
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
-    gates: QualityGates = Field(default_factory=QualityGates)
+    gates: GateSettings = Field(default_factory=GateSettings)
 
 
 class WarehouseCatalog(DuckDBResource):
@@ -103,7 +104,13 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_partitions:
             raise dg.Failure(f"{context.asset_key.to_user_string()} must be region-partitioned")
         table = context.asset_key.path[-1]
-        path = self._path(context.asset_key, context.asset_partition_key)
+        partition = context.asset_partition_key
+        if PARTITION_KEY in obj.columns and (obj[PARTITION_KEY] != partition).any():
+            raise dg.Failure(
+                f"{table} rows for another partition than {partition!r} would be stored in its "
+                f"shard; every row's {PARTITION_KEY} must be the shard's partition key"
+            )
+        path = self._path(context.asset_key, partition)
         # A view is a glob over all regions' shards, so the catalog is written only when an
         # asset gets its first shard or the catalog file is new, not after every output.
         new_catalog = not Path(self.catalog.database).exists()
