@@ -39,8 +39,15 @@ format: install
 
 SEED_VENV := .venv-seed
 
-bench: install $(SEED_VENV)/.installed-stamp ## Benchmarks (not part of `make test`), results in benchmarks/README.md
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+bench: $(BENCH_STAMP) $(SEED_VENV)/.installed-stamp ## Benchmarks (not part of `make test`), results in benchmarks/README.md
 	$(BIN)/python -m benchmarks.run --seed-python $(SEED_VENV)/bin/python
+
+# The bench extra on top of the dev install (dagster-duckdb-polars, for storage_designs.py).
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
 
 # The seed-style baseline needs pandas; it gets its own environment so the pipeline is measured
 # as users install it (Pandera imports pandas whenever it is installed).

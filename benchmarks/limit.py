@@ -41,8 +41,9 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
     from sentinel_assets import outcomes, warehouse
     from sentinel_assets.chaos import inject_faults
     from sentinel_assets.defs.config import SimulationSettings, region_seed
-    from sentinel_assets.defs.resources import CATALOG_FILE, TABLES_DIR, SentinelSettings
+    from sentinel_assets.defs.resources import SentinelSettings
     from sentinel_assets.generate import generate_fleet
+    from sentinel_assets.paths import CATALOG_FILE, TABLES_DIR
     from sentinel_assets.recovery import campaign_health, decide_recovery
     from sentinel_assets.sanitize import split_fleet
 

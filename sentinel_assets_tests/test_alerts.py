@@ -16,8 +16,9 @@ import pytest
 
 from sentinel_assets import alerts
 from sentinel_assets.definitions import defs
-from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
+from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.defs.sensors import check_failure_alerts, failing_rows
+from sentinel_assets.paths import CATALOG_FILE
 
 ALERT = alerts.Alert(
     raised_at=datetime(2026, 11, 1, 3, 4, 5, tzinfo=UTC),

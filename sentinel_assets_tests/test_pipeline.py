@@ -8,7 +8,8 @@ import pytest
 from sentinel_assets import warehouse
 from sentinel_assets.contracts import FAULT_KINDS
 from sentinel_assets.definitions import defs
-from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
+from sentinel_assets.defs.resources import build_resources
+from sentinel_assets.paths import CATALOG_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.definitions import defs
-from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
+from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.defs.schedules import (
     BACKFILL_TAG,
     CRON_ENV,
@@ -24,6 +24,7 @@ from sentinel_assets.defs.schedules import (
     build_refresh_schedule,
     regional_report_after_refresh,
 )
+from sentinel_assets.paths import CATALOG_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -100,6 +101,15 @@ def test_a_failed_region_withholds_the_report(instance):
     result = evaluate_report_sensor(instance)
     assert result.run_requests == []
     assert "eu-west did not succeed" in result.skip_reason.skip_message
+
+
+def test_a_tick_waits_for_a_region_that_has_no_run_yet(instance):
+    tags = {REFRESH_TAG: "2026-11-23T03:00Z", REFRESH_SIZE_TAG: "8"}
+    for region in REGIONS[1:]:
+        add_region_run(instance, region, dg.DagsterRunStatus.SUCCESS, tags)
+    result = evaluate_report_sensor(instance)
+    assert result.run_requests == []
+    assert result.skip_reason.skip_message == "schedule:2026-11-23T03:00Z wait"
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> str:

@@ -346,7 +346,7 @@ def chart_metadata(
     catalog: WarehouseCatalog, name: str, png: bytes, alt: str
 ) -> dict[str, dg.MetadataValue]:
     """A chart embedded in the asset page, and its PNG file in the data folder."""
-    path = reports.write_png(png, catalog.tables_root.parent / "reports" / f"{name}.png")
+    path = reports.write_png(png, catalog.reports_root / f"{name}.png")
     return {
         name: dg.MetadataValue.md(reports.markdown_image(png, alt)),
         f"{name}_file": dg.MetadataValue.path(str(path)),

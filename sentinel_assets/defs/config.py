@@ -8,7 +8,6 @@ it when the run's resources are set up, before anything is written.
 
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field, field_validator
@@ -18,13 +17,6 @@ from sentinel_assets.contracts import region as region_row
 from sentinel_assets.generate import FleetProfile
 from sentinel_assets.quality import QualityGates
 from sentinel_assets.recovery import RecoveryPolicy
-
-DEFAULT_HOME = ".sentinel"
-
-
-def data_home() -> Path:
-    """The one local data folder: `$SENTINEL_HOME`, else ./.sentinel."""
-    return Path(os.environ.get("SENTINEL_HOME") or DEFAULT_HOME).expanduser().resolve()
 
 
 def env_int(name: str, default: int) -> int:

@@ -11,19 +11,16 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
-from sentinel_assets import warehouse
+from sentinel_assets import paths, warehouse
 from sentinel_assets.contracts import PARTITION_KEY
 from sentinel_assets.defs.config import (
     ChaosSettings,
     GateSettings,
     RecoverySettings,
     SimulationSettings,
-    data_home,
     env_int,
 )
 
-CATALOG_FILE = "warehouse.duckdb"
-TABLES_DIR = "tables"
 STORAGE_COMPATIBILITY = "v1.2.0"
 
 
@@ -43,7 +40,12 @@ class WarehouseCatalog(DuckDBResource):
     @property
     def tables_root(self) -> Path:
         """Region shards live beside the catalog file, in the same data folder."""
-        return Path(self.database).parent / TABLES_DIR
+        return paths.tables_root(Path(self.database).parent)
+
+    @property
+    def reports_root(self) -> Path:
+        """So do the report charts."""
+        return paths.reports_root(Path(self.database).parent)
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -137,9 +139,8 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
 
 def build_resources(home: Path | None = None) -> dict[str, object]:
     """Resources rooted at one data folder (default `$SENTINEL_HOME`, else ./.sentinel)."""
-    home = home or data_home()
     catalog = WarehouseCatalog(
-        database=str(home / CATALOG_FILE),
+        database=str(paths.catalog_path(home)),
         # Readable by older `duckdb` command-line clients too, not only this Python package.
         connection_config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
     )
