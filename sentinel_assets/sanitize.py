@@ -87,7 +87,7 @@ def split_fleet(corrupted: pl.DataFrame) -> SplitFleet:
     else:  # let the uniqueness rule use the order it was just shown to have
         corrupted = corrupted.with_columns(pl.col("record_id").set_sorted())
     rules = sanitizer_rules()
-    # Each reading is parsed once; `_unparsable` then compares the text with its parse.
+    # Each reading is parsed once; a reading that was text but did not parse is unparsable.
     parsed = corrupted.select(FLEET_COLUMNS).with_columns(
         pl.col(c).cast(FLEET_DTYPES[c], strict=False) for c in TEXT_ENCODED_COLUMNS
     )
