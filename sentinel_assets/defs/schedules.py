@@ -87,7 +87,11 @@ def build_refresh_schedule(
         raise ValueError(f"{CRON_ENV}={cron!r} / {TIMEZONE_ENV}={timezone!r}: {error}") from None
 
 
-fleet_refresh_schedule = build_refresh_schedule()
+@dg.definitions
+def refresh_schedule() -> dg.Definitions:
+    """The schedule, its cron and timezone read from the environment when the definitions load
+    (each code-location reload), not when this module is imported."""
+    return dg.Definitions(schedules=[build_refresh_schedule()])
 
 
 def refresh_group(run: dg.DagsterRun) -> str | None:
