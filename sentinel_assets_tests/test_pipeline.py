@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from sentinel_assets import warehouse
-from sentinel_assets.definitions import defs
+from sentinel_assets.definitions import defs  # module helpers; tests take `definitions`
 from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,8 @@ FLEET_ASSETS = [
 
 
 def refresh(home, instance, region, run_config=None):
-    return defs.resolve_job_def("fleet_refresh").execute_in_process(
+    job = defs().resolve_job_def("fleet_refresh")
+    return job.execute_in_process(
         partition_key=region,
         instance=instance,
         resources=build_resources(home),
@@ -37,8 +38,8 @@ def materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
-def test_the_graph_has_the_documented_assets_and_partitions():
-    graph = defs.resolve_asset_graph()
+def test_the_graph_has_the_documented_assets_and_partitions(definitions):
+    graph = definitions.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert keys >= {*FLEET_ASSETS, "regional_rank"}
     for asset in FLEET_ASSETS:
@@ -47,8 +48,8 @@ def test_the_graph_has_the_documented_assets_and_partitions():
     assert graph.get(dg.AssetKey("regional_rank")).partitions_def is None
 
 
-def test_every_asset_has_a_blocking_contract_check():
-    graph = defs.resolve_asset_graph()
+def test_every_asset_has_a_blocking_contract_check(definitions):
+    graph = definitions.resolve_asset_graph()
     checked = {
         key.asset_key.to_user_string(): graph.get_check_spec(key)
         for key in graph.asset_check_keys
@@ -58,7 +59,9 @@ def test_every_asset_has_a_blocking_contract_check():
     assert all(spec.blocking for spec in checked.values())
 
 
-def test_two_regions_then_the_report_materialize_with_every_check_passing(sentinel_home, instance):
+def test_two_regions_then_the_report_materialize_with_every_check_passing(
+    definitions, sentinel_home, instance
+):
     for region in ["us-east", "af-south"]:
         result = refresh(sentinel_home, instance, region)
         assert result.success
@@ -70,7 +73,7 @@ def test_two_regions_then_the_report_materialize_with_every_check_passing(sentin
         ]
         assert all(e.partition == region for e in evaluations)
 
-    report = defs.resolve_job_def("regional_report").execute_in_process(
+    report = definitions.resolve_job_def("regional_report").execute_in_process(
         instance=instance, resources=build_resources(sentinel_home), raise_on_error=False
     )
     assert report.success
