@@ -38,6 +38,14 @@ def materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
+def row_counts(result) -> dict[str, int]:
+    """`dagster/row_count` of each materialization of the run, by asset."""
+    return {
+        e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value
+        for e in result.get_asset_materialization_events()
+    }
+
+
 def test_the_graph_has_the_documented_assets_and_partitions(definitions):
     graph = definitions.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
@@ -62,10 +70,13 @@ def test_every_asset_has_a_blocking_contract_check(definitions):
 def test_two_regions_then_the_report_materialize_with_every_check_passing(
     definitions, sentinel_home, instance
 ):
+    shard_rows: dict[str, int] = {}
     for region in ["us-east", "af-south"]:
         result = refresh(sentinel_home, instance, region)
         assert result.success
         assert materialized(result) == set(FLEET_ASSETS)
+        for asset, rows in row_counts(result).items():
+            shard_rows[asset] = shard_rows.get(asset, 0) + rows
         evaluations = result.get_asset_check_evaluations()
         assert len(evaluations) >= 9
         assert all(e.passed for e in evaluations), [
@@ -77,9 +88,15 @@ def test_two_regions_then_the_report_materialize_with_every_check_passing(
         instance=instance, resources=build_resources(sentinel_home), raise_on_error=False
     )
     assert report.success
+    report_rows = row_counts(report)
+    reports = dg.AssetSelection.groups("reports").resolve(definitions.resolve_asset_graph())
+    assert set(report_rows) == {key.to_user_string() for key in reports}
     with duckdb.connect(str(sentinel_home / CATALOG_FILE), read_only=True) as conn:
         regions = conn.sql("SELECT DISTINCT region FROM regional_rank ORDER BY 1").fetchall()
         assert regions == [("af-south",), ("us-east",)]
+        # Every materialization records its rows: the shards' and the report tables'.
+        for table, rows in {**shard_rows, **report_rows}.items():
+            assert conn.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0] == rows, table
         for table in [*FLEET_ASSETS, "regional_rank"]:
             assert conn.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0] > 0
         corrupted, sanitized, quarantined = conn.sql(
