@@ -10,7 +10,7 @@ export SENTINEL_HOME DAGSTER_HOME
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo ui test lint format bench install instance clean browser
+.PHONY: demo ui test test-fast check-defs lint format bench install instance clean browser
 
 demo: install instance ## Materialize every region headless and print the summary
 	$(BIN)/sentinel demo
@@ -18,8 +18,15 @@ demo: install instance ## Materialize every region headless and print the summar
 ui: install instance ## Open the project in the Dagster UI (with the daemon, for schedules/sensors)
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: install browser ## The whole test suite
+test: install browser check-defs ## The whole test suite: `dg check defs`, then every test
 	$(BIN)/pytest
+
+test-fast: install ## Unit and property tests only (no Dagster runs or servers), well under 30 s
+	$(BIN)/pytest -m "not slow"
+
+# dg looks for the project's .venv and warns unless it is the active environment.
+check-defs: install instance ## Every definition under sentinel_assets/defs loads (Dagster's `dg check defs`)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 
 browser: ## Debian's Chromium for the browser UI test (Playwright from the dev extra drives it)
 	@test -x $(CHROMIUM) \

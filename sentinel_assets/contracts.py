@@ -226,14 +226,32 @@ class PartitionedRecord(pa.DataFrameModel):
 class FleetRecord(PartitionedRecord):
     """One device of the fleet mid-way through an OTA campaign (raw and sanitized fleet)."""
 
-    device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
-    region: str = pa.Field(isin=list(REGIONS))
+    device_id: str = pa.Field(
+        str_matches=DEVICE_ID_PATTERN,
+        unique=True,
+        description="Device serial: SN-<region code>-<8 digits>, unique in the fleet.",
+    )
+    region: str = pa.Field(
+        isin=list(REGIONS),
+        description="Deployment region of the device; fleet assets are partitioned by it.",
+    )
     site: str = pa.Field(description="Installation site (city) of the device.")
-    model: str = pa.Field(isin=list(MODELS))
-    hardware_rev: str = pa.Field(isin=list(HARDWARE_REVS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    update_status: str = pa.Field(isin=list(UPDATE_STATUSES))
+    model: str = pa.Field(isin=list(MODELS), description="Device model.")
+    hardware_rev: str = pa.Field(
+        isin=list(HARDWARE_REVS), description="Hardware revision of the device's board."
+    )
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version (x.y.z) the device ran before the campaign.",
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version (x.y.z) the campaign installs on this model.",
+    )
+    update_status: str = pa.Field(
+        isin=list(UPDATE_STATUSES),
+        description="OTA update status: success, partial (not committed), failed or pending.",
+    )
     failure_kind: Optional[str] = pa.Field(  # noqa: UP045 - pandera reads Optional
         nullable=True, isin=list(FAILURE_KINDS), description="Why a failed update failed."
     )
@@ -242,16 +260,31 @@ class FleetRecord(PartitionedRecord):
         isin=list(COMMIT_STATES),
         description="Where a partial update stopped (see COMMIT_STATES).",
     )
-    battery_pct: float = pa.Field(in_range=_in_bounds("battery_pct"))
-    battery_voltage_v: float = pa.Field(in_range=_in_bounds("battery_voltage_v"))
-    signal_dbm: int = pa.Field(in_range=_in_bounds("signal_dbm"))
-    temperature_c: float = pa.Field(in_range=_in_bounds("temperature_c"))
-    retry_count: int = pa.Field(in_range=_in_bounds("retry_count"))
+    battery_pct: float = pa.Field(
+        in_range=_in_bounds("battery_pct"), description="Battery charge, % of full."
+    )
+    battery_voltage_v: float = pa.Field(
+        in_range=_in_bounds("battery_voltage_v"),
+        description="Battery cell voltage, V (Li-ion: ~3.3 V empty, ~4.2 V full).",
+    )
+    signal_dbm: int = pa.Field(
+        in_range=_in_bounds("signal_dbm"),
+        description="Radio signal strength, dBm (higher is better).",
+    )
+    temperature_c: float = pa.Field(
+        in_range=_in_bounds("temperature_c"), description="Device temperature, °C."
+    )
+    retry_count: int = pa.Field(
+        in_range=_in_bounds("retry_count"),
+        description="Update retries already made on this device.",
+    )
     boot_attempts: int = pa.Field(
         in_range=_in_bounds("boot_attempts"),
         description="Boots of the uncommitted new image so far (0 unless in trial boot).",
     )
-    last_seen_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()
+    last_seen_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="When the device last reported, UTC."
+    )
 
     class Config:
         strict = True
@@ -302,8 +335,20 @@ def corrupted_dtype(column: str) -> pl.DataType:
 def _identity_columns(*, unique: bool) -> dict[str, pa.Column]:
     """record_id and partition_key as every partitioned table stores them: never null."""
     return {
-        RECORD_ID: pa.Column(pl.Int64, pa.Check.ge(0), unique=unique, nullable=False),
-        PARTITION_KEY: pa.Column(pl.String, pa.Check.isin(list(REGIONS)), nullable=False),
+        RECORD_ID: pa.Column(
+            pl.Int64,
+            pa.Check.ge(0),
+            unique=unique,
+            nullable=False,
+            description="The record's id, unique across the warehouse (region number x 10^12 + "
+            "sequence); chaos never breaks it, so faults stay traceable.",
+        ),
+        PARTITION_KEY: pa.Column(
+            pl.String,
+            pa.Check.isin(list(REGIONS)),
+            nullable=False,
+            description="Region partition (shard) that holds the row; never corrupted.",
+        ),
     }
 
 
@@ -318,7 +363,11 @@ CORRUPTED_FLEET_SCHEMA = pa.DataFrameSchema(
     {
         **_identity_columns(unique=True),
         **{
-            name: pa.Column(corrupted_dtype(name), nullable=True)
+            name: pa.Column(
+                corrupted_dtype(name),
+                nullable=True,
+                description=FLEET_SCHEMA.columns[name].description,
+            )
             for name in FLEET_COLUMNS
             if name not in IDENTITY_COLUMNS
         },
@@ -331,9 +380,18 @@ CORRUPTED_FLEET_SCHEMA = pa.DataFrameSchema(
 CHAOS_LEDGER_SCHEMA = pa.DataFrameSchema(
     {
         **_identity_columns(unique=False),
-        "column": pa.Column(pl.String, pa.Check.isin(list(FLEET_COLUMNS))),
-        "fault_kind": pa.Column(pl.String, pa.Check.isin(list(FAULT_KINDS))),
-        "injected_value": pa.Column(pl.String, nullable=True),
+        "column": pa.Column(
+            pl.String, pa.Check.isin(list(FLEET_COLUMNS)), description="Fleet column broken."
+        ),
+        "fault_kind": pa.Column(
+            pl.String, pa.Check.isin(list(FAULT_KINDS)), description="Kind of fault injected."
+        ),
+        "injected_value": pa.Column(
+            pl.String,
+            nullable=True,
+            description="Value put in, as text ('copy of record <id>' for a duplicate); "
+            "null for a null fault.",
+        ),
     },
     checks=[_record_in_its_partition()],
     strict=True,
@@ -346,6 +404,7 @@ QUARANTINE_SCHEMA = pa.DataFrameSchema(
         "reasons": pa.Column(
             pl.List(pl.String),
             pa.Check(lambda data: data.lazyframe.select(pl.col(data.key).list.len() > 0)),
+            description="One column:rule code per broken rule, e.g. battery_pct:out_of_range.",
         ),
         **{
             name: column
@@ -362,19 +421,44 @@ QUARANTINE_SCHEMA = pa.DataFrameSchema(
 class RecoveryDecision(PartitionedRecord):
     """What to do about one unhealthy device, and why, in words an operator can act on."""
 
-    device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
-    region: str = pa.Field(isin=list(REGIONS))
-    model: str = pa.Field(isin=list(MODELS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    update_status: str = pa.Field(isin=[*UNHEALTHY_STATUSES, "pending"])
-    failure_kind: Optional[str] = pa.Field(nullable=True, isin=list(FAILURE_KINDS))  # noqa: UP045
-    commit_state: Optional[str] = pa.Field(nullable=True, isin=list(COMMIT_STATES))  # noqa: UP045
-    action: str = pa.Field(isin=list(ACTIONS))
-    reason_code: str = pa.Field(isin=list(REASON_CODES))
-    reason: str = pa.Field(str_length={"min_value": 1})
+    device_id: str = pa.Field(
+        str_matches=DEVICE_ID_PATTERN, unique=True, description="Device serial."
+    )
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region of the device.")
+    model: str = pa.Field(isin=list(MODELS), description="Device model.")
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) before the campaign."
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) the campaign installs."
+    )
+    update_status: str = pa.Field(
+        isin=[*UNHEALTHY_STATUSES, "pending"],
+        description="Why it is unhealthy: partial, failed, or pending in a halted region.",
+    )
+    failure_kind: Optional[str] = pa.Field(  # noqa: UP045
+        nullable=True,
+        isin=list(FAILURE_KINDS),
+        description="Why a failed update failed; null for other statuses.",
+    )
+    commit_state: Optional[str] = pa.Field(  # noqa: UP045
+        nullable=True,
+        isin=list(COMMIT_STATES),
+        description="Where a partial update stopped; null for other statuses.",
+    )
+    action: str = pa.Field(
+        isin=list(ACTIONS), description="What to do: retry, rollback, defer, manual_triage or hold."
+    )
+    reason_code: str = pa.Field(
+        isin=list(REASON_CODES),
+        description="Code of the policy rule that decided; reports group by it.",
+    )
+    reason: str = pa.Field(
+        str_length={"min_value": 1},
+        description="Why, in words an operator can act on, with the numbers that decided.",
+    )
     next_attempt_at: Optional[Annotated[pl.Datetime, "us", "UTC"]] = pa.Field(  # noqa: UP045
-        nullable=True
+        nullable=True, description="When to retry, UTC (exponential backoff); null unless retry."
     )
 
     class Config:
@@ -392,21 +476,44 @@ class RecoveryDecision(PartitionedRecord):
 class RegionalRank(pa.DataFrameModel):
     """A region's standing in the campaign and its worst upgrade paths (model, firmware)."""
 
-    region: str = pa.Field(isin=list(REGIONS))
-    region_rank: int = pa.Field(ge=1)
-    devices: int = pa.Field(ge=0)
-    failed: int = pa.Field(ge=0)
-    partial: int = pa.Field(ge=0)
-    unhealthy_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    quarantined: int = pa.Field(ge=0)
-    quarantine_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    model: str = pa.Field(isin=list(MODELS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    cluster_devices: int = pa.Field(ge=1)
-    cluster_failures: int = pa.Field(ge=0)
-    cluster_failure_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    cluster_rank: int = pa.Field(ge=1)
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region.")
+    region_rank: int = pa.Field(
+        ge=1, description="RANK() of the region by unhealthy_rate; 1 = worst."
+    )
+    devices: int = pa.Field(ge=0, description="Devices of the region in the sanitized fleet.")
+    failed: int = pa.Field(ge=0, description="Devices of the region whose update failed.")
+    partial: int = pa.Field(
+        ge=0, description="Devices of the region with a partial (uncommitted) update."
+    )
+    unhealthy_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="Share of the region's devices that failed or are partial (0-1).",
+    )
+    quarantined: int = pa.Field(ge=0, description="Records of the region sent to quarantine.")
+    quarantine_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="Share of the region's records in quarantine (0-1).",
+    )
+    model: str = pa.Field(isin=list(MODELS), description="Device model of the upgrade path.")
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version the upgrade path starts from (x.y.z).",
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version the upgrade path goes to (x.y.z).",
+    )
+    cluster_devices: int = pa.Field(ge=1, description="Devices of the region on this upgrade path.")
+    cluster_failures: int = pa.Field(
+        ge=0, description="Failed or partial devices on this upgrade path."
+    )
+    cluster_failure_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="cluster_failures / cluster_devices (0-1).",
+    )
+    cluster_rank: int = pa.Field(
+        ge=1, description="RANK() of the upgrade path by failures within the region; 1 = worst."
+    )
 
     class Config:
         strict = False
@@ -419,14 +526,24 @@ class CampaignStatus(pa.DataFrameModel):
     partition_key: str = pa.Field(
         isin=list(REGIONS), description="Region partition (shard) that holds the row."
     )
-    region: str = pa.Field(isin=list(REGIONS), unique=True)
-    devices: int = pa.Field(ge=0)
+    region: str = pa.Field(isin=list(REGIONS), unique=True, description="Deployment region.")
+    devices: int = pa.Field(ge=0, description="Devices of the region in the sanitized fleet.")
     attempted: int = pa.Field(ge=0, description="Devices past pending: success, partial, failed.")
     failures: int = pa.Field(ge=0, description="Attempted devices that did not succeed.")
-    failure_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    abort_failure_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    abort_min_attempted: int = pa.Field(ge=1)
-    halted: bool = pa.Field()
+    failure_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="failures / attempted (0-1; 0 when none attempted).",
+    )
+    abort_failure_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="Policy: halt once this share of attempted updates failed (0-1).",
+    )
+    abort_min_attempted: int = pa.Field(
+        ge=1, description="Policy: the abort rule applies from this many attempted devices."
+    )
+    halted: bool = pa.Field(
+        description="Campaign halted: pending updates and retries of the region are held."
+    )
 
     class Config:
         strict = True
@@ -458,20 +575,38 @@ def _outcome_follows_action() -> pl.Expr:
 class RecoveryOutcome(PartitionedRecord):
     """One device after the recovery decisions were applied in the outcome simulation."""
 
-    device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
-    region: str = pa.Field(isin=list(REGIONS))
-    model: str = pa.Field(isin=list(MODELS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    status_before: str = pa.Field(isin=list(UPDATE_STATUSES))
-    action: Optional[str] = pa.Field(nullable=True, isin=list(ACTIONS))  # noqa: UP045
-    reason_code: Optional[str] = pa.Field(nullable=True, isin=list(REASON_CODES))  # noqa: UP045
+    device_id: str = pa.Field(
+        str_matches=DEVICE_ID_PATTERN, unique=True, description="Device serial."
+    )
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region of the device.")
+    model: str = pa.Field(isin=list(MODELS), description="Device model.")
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) before the campaign."
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) the campaign installs."
+    )
+    status_before: str = pa.Field(
+        isin=list(UPDATE_STATUSES), description="Update status before recovery."
+    )
+    action: Optional[str] = pa.Field(  # noqa: UP045
+        nullable=True,
+        isin=list(ACTIONS),
+        description="Recovery action applied; null for a device that needed none.",
+    )
+    reason_code: Optional[str] = pa.Field(  # noqa: UP045
+        nullable=True,
+        isin=list(REASON_CODES),
+        description="Code of the policy rule that decided; null without an action.",
+    )
     success_probability: Optional[float] = pa.Field(  # noqa: UP045
         nullable=True,
         in_range={"min_value": 0, "max_value": 1},
         description="Simulated odds that a retry or rollback works; null for other actions.",
     )
-    status_after: str = pa.Field(isin=list(OUTCOME_STATUSES))
+    status_after: str = pa.Field(
+        isin=list(OUTCOME_STATUSES), description="Status once the decision was applied (simulated)."
+    )
 
     class Config:
         strict = True
@@ -496,16 +631,26 @@ REPORT_SCOPES: tuple[str, ...] = (*REGIONS, "all")
 class FailureCluster(pa.DataFrameModel):
     """An upgrade path (model, firmware from -> to) in a region, ranked by its failures."""
 
-    region: str = pa.Field(isin=list(REGIONS))
-    model: str = pa.Field(isin=list(MODELS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    devices: int = pa.Field(ge=1)
-    failed: int = pa.Field(ge=0)
-    partial: int = pa.Field(ge=0)
-    failures: int = pa.Field(ge=0)
-    failure_rate: float = pa.Field(**_SHARE)
-    share_of_region_failures: float = pa.Field(**_SHARE)
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region.")
+    model: str = pa.Field(isin=list(MODELS), description="Device model of the upgrade path.")
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version the upgrade path starts from (x.y.z).",
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version the upgrade path goes to (x.y.z).",
+    )
+    devices: int = pa.Field(ge=1, description="Devices of the region on this upgrade path.")
+    failed: int = pa.Field(ge=0, description="Devices on the path whose update failed.")
+    partial: int = pa.Field(
+        ge=0, description="Devices on the path with a partial (uncommitted) update."
+    )
+    failures: int = pa.Field(ge=0, description="failed + partial.")
+    failure_rate: float = pa.Field(**_SHARE, description="failures / devices (0-1).")
+    share_of_region_failures: float = pa.Field(
+        **_SHARE, description="This path's share of the region's failures (0-1)."
+    )
     cluster_rank: int = pa.Field(ge=1, description="RANK() by failures within the region.")
     fleet_rate_rank: int = pa.Field(ge=1, description="DENSE_RANK() by failure rate, fleet-wide.")
 
@@ -517,15 +662,30 @@ class FailureCluster(pa.DataFrameModel):
 class FailureTelemetry(pa.DataFrameModel):
     """How failures spread over battery and signal bands in a region."""
 
-    region: str = pa.Field(isin=list(REGIONS))
-    measure: str = pa.Field(isin=["battery_pct", "signal_dbm"])
-    band_order: int = pa.Field(ge=1)
-    band: str = pa.Field(str_length={"min_value": 1})
-    devices: int = pa.Field(ge=0)
-    failed: int = pa.Field(ge=0)
-    partial: int = pa.Field(ge=0)
-    failure_rate: float = pa.Field(**_SHARE, nullable=True)
-    share_of_region_failures: float = pa.Field(**_SHARE)
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region.")
+    measure: str = pa.Field(
+        isin=["battery_pct", "signal_dbm"],
+        description="Reading the bands cut: battery_pct (%) or signal_dbm (dBm).",
+    )
+    band_order: int = pa.Field(ge=1, description="Position of the band, 1 = lowest readings.")
+    band: str = pa.Field(
+        str_length={"min_value": 1}, description="Band label with its range in the measure's unit."
+    )
+    devices: int = pa.Field(
+        ge=0, description="Devices of the region whose reading falls in the band."
+    )
+    failed: int = pa.Field(ge=0, description="Devices in the band whose update failed.")
+    partial: int = pa.Field(
+        ge=0, description="Devices in the band with a partial (uncommitted) update."
+    )
+    failure_rate: float = pa.Field(
+        **_SHARE,
+        nullable=True,
+        description="(failed + partial) / devices (0-1); null for an empty band.",
+    )
+    share_of_region_failures: float = pa.Field(
+        **_SHARE, description="The band's share of the region's failures (0-1)."
+    )
 
     class Config:
         strict = True
@@ -535,13 +695,23 @@ class FailureTelemetry(pa.DataFrameModel):
 class TriageQueueEntry(pa.DataFrameModel):
     """One reason code of a region's manual-triage queue, from quarantine or from recovery."""
 
-    region: str = pa.Field(isin=list(REGIONS))
-    source: str = pa.Field(isin=["quarantine", "recovery"])
-    reason_code: str = pa.Field(str_length={"min_value": 1})
-    records: int = pa.Field(ge=1)
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region.")
+    source: str = pa.Field(
+        isin=["quarantine", "recovery"],
+        description="quarantine (broke the data contract) or recovery (sent to manual triage).",
+    )
+    reason_code: str = pa.Field(
+        str_length={"min_value": 1},
+        description="column:rule code (quarantine) or policy reason code (recovery).",
+    )
+    records: int = pa.Field(
+        ge=1, description="Records of the region and source with this reason code."
+    )
     queue_records: int = pa.Field(ge=1, description="Records of the region's queue from source.")
-    share_of_queue: float = pa.Field(**_SHARE)
-    reason_rank: int = pa.Field(ge=1)
+    share_of_queue: float = pa.Field(**_SHARE, description="records / queue_records (0-1).")
+    reason_rank: int = pa.Field(
+        ge=1, description="RANK() of the code by records within region and source; 1 = most."
+    )
 
     class Config:
         strict = True
@@ -551,15 +721,24 @@ class TriageQueueEntry(pa.DataFrameModel):
 class CampaignReportRow(pa.DataFrameModel):
     """A region's campaign: running or halted, the numbers behind it and what it holds back."""
 
-    region: str = pa.Field(isin=list(REGIONS), unique=True)
-    campaign: str = pa.Field(isin=list(CAMPAIGN_STATES))
-    attempted: int = pa.Field(ge=0)
-    failures: int = pa.Field(ge=0)
-    failure_rate: float = pa.Field(**_SHARE)
-    abort_failure_rate: float = pa.Field(**_SHARE)
-    abort_min_attempted: int = pa.Field(ge=1)
-    held_devices: int = pa.Field(ge=0)
-    summary: str = pa.Field(str_length={"min_value": 1})
+    region: str = pa.Field(isin=list(REGIONS), unique=True, description="Deployment region.")
+    campaign: str = pa.Field(isin=list(CAMPAIGN_STATES), description="running or halted.")
+    attempted: int = pa.Field(ge=0, description="Devices past pending: success, partial, failed.")
+    failures: int = pa.Field(ge=0, description="Attempted devices that did not succeed.")
+    failure_rate: float = pa.Field(**_SHARE, description="failures / attempted (0-1).")
+    abort_failure_rate: float = pa.Field(
+        **_SHARE, description="Policy: halt once this share of attempted updates failed (0-1)."
+    )
+    abort_min_attempted: int = pa.Field(
+        ge=1, description="Policy: the abort rule applies from this many attempted devices."
+    )
+    held_devices: int = pa.Field(
+        ge=0, description="Devices whose update or retry the halt holds back."
+    )
+    summary: str = pa.Field(
+        str_length={"min_value": 1},
+        description="The campaign's state and numbers in one readable line.",
+    )
 
     class Config:
         strict = True
@@ -569,11 +748,18 @@ class CampaignReportRow(pa.DataFrameModel):
 class StatusCount(pa.DataFrameModel):
     """Devices per status before and after recovery, per region and fleet-wide ('all')."""
 
-    region: str = pa.Field(isin=list(REPORT_SCOPES))
-    phase: str = pa.Field(isin=["before", "after"])
-    status: str = pa.Field(isin=list(dict.fromkeys((*UPDATE_STATUSES, *OUTCOME_STATUSES))))
-    devices: int = pa.Field(ge=1)
-    share: float = pa.Field(**_SHARE)
+    region: str = pa.Field(
+        isin=list(REPORT_SCOPES), description="Deployment region, or 'all' for the whole fleet."
+    )
+    phase: str = pa.Field(isin=["before", "after"], description="before or after recovery.")
+    status: str = pa.Field(
+        isin=list(dict.fromkeys((*UPDATE_STATUSES, *OUTCOME_STATUSES))),
+        description="Device status in that phase.",
+    )
+    devices: int = pa.Field(ge=1, description="Devices with this status.")
+    share: float = pa.Field(
+        **_SHARE, description="devices / devices of the region in the phase (0-1)."
+    )
 
     class Config:
         strict = True

@@ -7,6 +7,7 @@ import pytest
 
 from sentinel_assets.chaos import inject_faults
 from sentinel_assets.contracts import FAULT_KINDS
+from sentinel_assets.definitions import defs
 from sentinel_assets.generate import generate_fleet
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -15,6 +16,12 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 @pytest.fixture(scope="session")
 def as_of() -> datetime:
     return AS_OF
+
+
+@pytest.fixture(scope="session")
+def definitions() -> dg.Definitions:
+    """The project's definitions as Dagster loads them: `sentinel_assets.definitions.defs()`."""
+    return defs()
 
 
 @pytest.fixture(scope="session")

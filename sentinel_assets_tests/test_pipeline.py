@@ -7,7 +7,7 @@ import pytest
 
 from sentinel_assets import warehouse
 from sentinel_assets.contracts import FAULT_KINDS
-from sentinel_assets.definitions import defs
+from sentinel_assets.definitions import defs  # module helpers; tests take `definitions`
 from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.paths import CATALOG_FILE
 
@@ -26,7 +26,8 @@ FLEET_ASSETS = [
 
 
 def refresh(home, instance, region, run_config=None):
-    return defs.resolve_job_def("fleet_refresh").execute_in_process(
+    job = defs().resolve_job_def("fleet_refresh")
+    return job.execute_in_process(
         partition_key=region,
         instance=instance,
         resources=build_resources(home),
@@ -39,8 +40,16 @@ def materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
-def test_the_graph_has_the_documented_assets_and_partitions():
-    graph = defs.resolve_asset_graph()
+def row_counts(result) -> dict[str, int]:
+    """`dagster/row_count` of each materialization of the run, by asset."""
+    return {
+        e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def test_the_graph_has_the_documented_assets_and_partitions(definitions):
+    graph = definitions.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert keys >= {*FLEET_ASSETS, "regional_rank"}
     for asset in FLEET_ASSETS:
@@ -49,8 +58,8 @@ def test_the_graph_has_the_documented_assets_and_partitions():
     assert graph.get(dg.AssetKey("regional_rank")).partitions_def is None
 
 
-def test_every_asset_has_a_blocking_contract_check():
-    graph = defs.resolve_asset_graph()
+def test_every_asset_has_a_blocking_contract_check(definitions):
+    graph = definitions.resolve_asset_graph()
     checked = {
         key.asset_key.to_user_string(): graph.get_check_spec(key)
         for key in graph.asset_check_keys
@@ -60,11 +69,16 @@ def test_every_asset_has_a_blocking_contract_check():
     assert all(spec.blocking for spec in checked.values())
 
 
-def test_two_regions_then_the_report_materialize_with_every_check_passing(sentinel_home, instance):
+def test_two_regions_then_the_report_materialize_with_every_check_passing(
+    definitions, sentinel_home, instance
+):
+    shard_rows: dict[str, int] = {}
     for region in ["us-east", "af-south"]:
         result = refresh(sentinel_home, instance, region)
         assert result.success
         assert materialized(result) == set(FLEET_ASSETS)
+        for asset, rows in row_counts(result).items():
+            shard_rows[asset] = shard_rows.get(asset, 0) + rows
         evaluations = result.get_asset_check_evaluations()
         assert len(evaluations) >= 9
         assert all(e.passed for e in evaluations), [
@@ -72,13 +86,19 @@ def test_two_regions_then_the_report_materialize_with_every_check_passing(sentin
         ]
         assert all(e.partition == region for e in evaluations)
 
-    report = defs.resolve_job_def("regional_report").execute_in_process(
+    report = definitions.resolve_job_def("regional_report").execute_in_process(
         instance=instance, resources=build_resources(sentinel_home), raise_on_error=False
     )
     assert report.success
+    report_rows = row_counts(report)
+    reports = dg.AssetSelection.groups("reports").resolve(definitions.resolve_asset_graph())
+    assert set(report_rows) == {key.to_user_string() for key in reports}
     with duckdb.connect(str(sentinel_home / CATALOG_FILE), read_only=True) as conn:
         regions = conn.sql("SELECT DISTINCT region FROM regional_rank ORDER BY 1").fetchall()
         assert regions == [("af-south",), ("us-east",)]
+        # Every materialization records its rows: the shards' and the report tables'.
+        for table, rows in {**shard_rows, **report_rows}.items():
+            assert conn.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0] == rows, table
         for table in [*FLEET_ASSETS, "regional_rank"]:
             assert conn.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0] > 0
         corrupted, sanitized, quarantined = conn.sql(

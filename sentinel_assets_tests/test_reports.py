@@ -29,25 +29,26 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> tuple[Path, list[dg.ExecuteInProcessResult]]:
+def pipeline(
+    tmp_path_factory, definitions: dg.Definitions
+) -> tuple[Path, list[dg.ExecuteInProcessResult]]:
     """The fleet of two regions and the reports, materialized into a private data folder."""
     home = tmp_path_factory.mktemp("sentinel")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SENTINEL_HOME", str(home))
         env.setenv("SENTINEL_DEVICES_PER_REGION", str(DEVICES))
-        from sentinel_assets.definitions import defs
         from sentinel_assets.defs.resources import build_resources
 
         results = []
         with dg.DagsterInstance.ephemeral() as instance:
             for region in REGIONS:
                 results.append(
-                    defs.resolve_job_def("fleet_refresh").execute_in_process(
+                    definitions.resolve_job_def("fleet_refresh").execute_in_process(
                         partition_key=region, instance=instance, resources=build_resources(home)
                     )
                 )
             results.append(
-                defs.resolve_job_def("regional_report").execute_in_process(
+                definitions.resolve_job_def("regional_report").execute_in_process(
                     instance=instance, resources=build_resources(home)
                 )
             )
@@ -314,10 +315,8 @@ def tables_read_by(sql: str) -> set[str]:
     return tables - ctes
 
 
-def test_each_report_assets_deps_are_the_tables_its_sql_reads():
-    from sentinel_assets.definitions import defs
-
-    graph = defs.resolve_asset_graph()
+def test_each_report_assets_deps_are_the_tables_its_sql_reads(definitions):
+    graph = definitions.resolve_asset_graph()
     reports_group = [
         key for key in graph.get_all_asset_keys() if graph.get(key).group_name == REPORT_GROUP
     ]

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from sentinel_assets.contracts import REGIONS
-from sentinel_assets.definitions import defs
+from sentinel_assets.definitions import defs  # module helpers; tests take `definitions`
 from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.defs.schedules import (
     BACKFILL_TAG,
@@ -32,7 +32,7 @@ TICK = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
 
 def evaluate_report_sensor(instance: dg.DagsterInstance, cursor: str | None = None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs())
     return regional_report_after_refresh(context)
 
 
@@ -48,8 +48,10 @@ def add_region_run(
     return instance.add_run(run)
 
 
-def test_the_schedule_is_defined_stopped_and_daily_by_default(monkeypatch: pytest.MonkeyPatch):
-    schedule = defs.get_repository_def().get_schedule_def("fleet_refresh_schedule")
+def test_the_schedule_is_defined_stopped_and_daily_by_default(
+    definitions: dg.Definitions, monkeypatch: pytest.MonkeyPatch
+):
+    schedule = definitions.get_repository_def().get_schedule_def("fleet_refresh_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert schedule.job_name == "fleet_refresh"
     monkeypatch.delenv(CRON_ENV, raising=False)
@@ -65,11 +67,10 @@ def test_the_cron_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
         build_refresh_schedule()
 
 
-def test_a_tick_requests_one_run_per_region():
-    schedule = defs.get_repository_def().get_schedule_def("fleet_refresh_schedule")
-    context = dg.build_schedule_context(
-        scheduled_execution_time=TICK, repository_def=defs.get_repository_def()
-    )
+def test_a_tick_requests_one_run_per_region(definitions: dg.Definitions):
+    repository = definitions.get_repository_def()
+    schedule = repository.get_schedule_def("fleet_refresh_schedule")
+    context = dg.build_schedule_context(scheduled_execution_time=TICK, repository_def=repository)
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == list(REGIONS)
     assert len({r.run_key for r in requests}) == 8
@@ -122,7 +123,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
 
 @pytest.mark.slow
 def test_a_command_line_backfill_of_two_regions_then_the_report(
-    sentinel_home: Path, monkeypatch: pytest.MonkeyPatch
+    definitions: dg.Definitions, sentinel_home: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """The README's form: `dagster job backfill` queues exactly the chosen regions; the daemon
     (stood in for here: its runs take minutes) runs them; the sensor then asks for the report,
@@ -160,7 +161,7 @@ def test_a_command_line_backfill_of_two_regions_then_the_report(
         # What the daemon does with the queue, in process: the same partitions, same backfill.
         for run in queued:
             instance.delete_run(run.run_id)
-            result = defs.resolve_job_def("fleet_refresh").execute_in_process(
+            result = definitions.resolve_job_def("fleet_refresh").execute_in_process(
                 partition_key=run.tags["dagster/partition"],
                 instance=instance,
                 resources=build_resources(sentinel_home),
@@ -186,7 +187,7 @@ def test_a_command_line_backfill_of_two_regions_then_the_report(
     assert regions == [("eu-west",), ("us-east",)]
 
 
-def test_dagster_yaml_loads_with_run_and_pool_limits(tmp_path: Path):
+def test_dagster_yaml_loads_with_run_and_pool_limits(definitions: dg.Definitions, tmp_path: Path):
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
         config = instance.get_concurrency_config()
@@ -194,6 +195,6 @@ def test_dagster_yaml_loads_with_run_and_pool_limits(tmp_path: Path):
         assert config.pool_config.default_pool_limit == 1
         assert instance.run_retries_enabled
         assert not instance.run_retries_retry_on_asset_or_op_failure
-    graph = defs.resolve_asset_graph()
+    graph = definitions.resolve_asset_graph()
     for key in dg.AssetSelection.groups("reports").resolve(graph):
         assert graph.get(key).pools == {"duckdb_catalog"}, key

@@ -66,7 +66,9 @@ def prepare_instance_home() -> Path:
 def load_definitions() -> None:
     """Run first in each worker: the imports (Dagster, Polars, Pandera, the definitions)
     overlap with the instance set-up in the parent instead of following it."""
-    from sentinel_assets.definitions import defs  # noqa: F401
+    from sentinel_assets.definitions import defs
+
+    defs()
 
 
 def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
@@ -88,8 +90,9 @@ def run_job(
     """Run one job (one partition) in this process against the persistent instance."""
     from sentinel_assets.definitions import defs
 
+    job = defs().resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(job_name).execute_in_process(
+        result = job.execute_in_process(
             partition_key=partition_key,
             instance=instance,
             run_config=QUIET_LOGS,

@@ -15,7 +15,7 @@ from sentinel_assets.chaos import inject_faults
 from sentinel_assets.defs import checks
 from sentinel_assets.defs.checks import contract_spec, region_spec
 from sentinel_assets.defs.config import region_seed
-from sentinel_assets.defs.metadata import markdown
+from sentinel_assets.defs.metadata import contract_metadata, markdown
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
 from sentinel_assets.generate import generate_fleet
@@ -44,6 +44,7 @@ def report_asset(deps: list[str]) -> Callable[[Callable[..., object]], dg.Assets
         return dg.asset(
             deps=deps,
             check_specs=[contract_spec(build.__name__, partitioned=False)],
+            metadata=contract_metadata(build.__name__),
             group_name=REPORT_GROUP,
             pool="duckdb_catalog",
             kinds={"duckdb", "sql"},
@@ -67,6 +68,7 @@ def fleet_asset(
         return dg.asset(
             partitions_def=region_partitions,
             check_specs=[contract_spec(build.__name__), *more_checks],
+            metadata=contract_metadata(build.__name__),
             group_name=FLEET_GROUP,
             kinds={"polars", "parquet"},
             retry_policy=TRANSIENT_RETRY,
@@ -103,11 +105,13 @@ def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> 
         "corrupted_fleet": dg.AssetOut(
             description="The raw fleet with faults injected: what the field really sends. "
             "Readings are text here, so values like 'N/A' or '87%' can exist.",
+            metadata=contract_metadata("corrupted_fleet"),
             kinds={"polars", "parquet"},
         ),
         "chaos_ledger": dg.AssetOut(
             description="Every fault the chaos injector put in: record id, column, kind "
             "and injected value, so containment can be proven downstream.",
+            metadata=contract_metadata("chaos_ledger"),
             kinds={"polars", "parquet"},
         ),
     },
@@ -152,11 +156,13 @@ def chaos_injection(
         "sanitized_fleet": dg.AssetOut(
             description="Records that satisfy the fleet contract, cast to strict types. "
             "Everything downstream trusts these.",
+            metadata=contract_metadata("sanitized_fleet"),
             kinds={"polars", "parquet"},
         ),
         "quarantine": dg.AssetOut(
             description="The manual-triage queue: every record that broke the contract, "
             "with its original values and one reason code (column:rule) per broken rule.",
+            metadata=contract_metadata("quarantine"),
             kinds={"polars", "parquet"},
         ),
     },
