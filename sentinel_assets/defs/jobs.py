@@ -23,6 +23,7 @@ regional_report = dg.define_asset_job(
 
 
 @dg.definitions
-def executor() -> dg.Definitions:
-    """Materializations launched from the asset graph run in process too."""
-    return dg.Definitions(executor=EXECUTOR)
+def jobs() -> dg.Definitions:
+    """The jobs, and the executor for materializations launched from the asset graph: in
+    process too."""
+    return dg.Definitions(jobs=[fleet_refresh, regional_report], executor=EXECUTOR)

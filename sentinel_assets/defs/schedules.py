@@ -87,13 +87,6 @@ def build_refresh_schedule(
         raise ValueError(f"{CRON_ENV}={cron!r} / {TIMEZONE_ENV}={timezone!r}: {error}") from None
 
 
-@dg.definitions
-def refresh_schedule() -> dg.Definitions:
-    """The schedule, its cron and timezone read from the environment when the definitions load
-    (each code-location reload), not when this module is imported."""
-    return dg.Definitions(schedules=[build_refresh_schedule()])
-
-
 def refresh_group(run: dg.DagsterRun) -> str | None:
     """Which refresh a region run belongs to: a schedule tick or a backfill, if either."""
     if PARTITION_TAG not in run.tags:
@@ -186,4 +179,15 @@ def regional_report_after_refresh(context: dg.SensorEvaluationContext) -> dg.Sen
         run_requests=requests,
         cursor=json.dumps(reported[-REPORTED_KEPT:]),
         skip_reason=None if requests else "; ".join(notes) or "no refresh waiting for its report",
+    )
+
+
+@dg.definitions
+def refresh_automation() -> dg.Definitions:
+    """The schedule (its cron and timezone read from the environment when the definitions
+    load, at each code-location reload, not when this module is imported) and the sensor that
+    follows each refresh with the report. A module with a `@dg.definitions` function
+    contributes only what the function returns."""
+    return dg.Definitions(
+        schedules=[build_refresh_schedule()], sensors=[regional_report_after_refresh]
     )
