@@ -3,6 +3,8 @@
 they import. Each is imported alone in a fresh interpreter, and whatever Dagster distribution
 ends up loaded (dagster, dagster_duckdb, dagster_shared, ...) is named."""
 
+import ast
+import importlib.util
 import os
 import pkgutil
 import subprocess
@@ -10,6 +12,8 @@ import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 import sentinel_assets
 
@@ -68,10 +72,44 @@ def test_the_domain_is_every_module_outside_defs_cli_and_definitions():
     assert not in_dagster_layer("sentinel_assets.definitions_of_done")
 
 
+def imports_of(module: str) -> set[str]:
+    """The modules a module's source imports (absolute names), read from its syntax tree."""
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    package = module if spec.submodule_search_locations else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_domain_module_names_dagster_or_a_dagster_layer_in_its_imports():
+    """The fast tier's version: every import statement of every domain module, and of the
+    project modules those import in turn, is outside Dagster and the Dagster layers."""
+    domain = set(domain_modules())
+    for module in domain:
+        reached, todo = set(), [module]
+        while todo:
+            for name in imports_of(todo.pop()):
+                top = name.partition(".")[0]
+                assert not top.startswith("dagster"), f"{module} imports {name}"
+                assert not in_dagster_layer(name), f"{module} imports {name}"
+                if name in domain and name not in reached:
+                    reached.add(name)
+                    todo.append(name)
+
+
+@pytest.mark.slow
 def test_no_domain_module_imports_dagster_even_indirectly():
     assert modules_importing_dagster(domain_modules()) == {}
 
 
+@pytest.mark.slow
 def test_the_check_sees_a_direct_and_an_indirect_dagster_import(tmp_path: Path):
     (tmp_path / "leaks_through_defs.py").write_text("from sentinel_assets.defs import partitions\n")
     (tmp_path / "plain.py").write_text("from sentinel_assets import paths\n")
