@@ -2,6 +2,8 @@
 policy the sliders build and send to Dagster, and read-only warehouse loading."""
 
 import dataclasses
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -187,9 +189,9 @@ def test_a_bad_warehouse_path_gets_one_clear_sentence(tmp_path, make, message):
 def test_a_missing_table_names_the_job_that_makes_it(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(path)).close()
-    with pytest.raises(data.WarehouseError, match="no `campaign_status` table.*fleet_refresh"):
+    with pytest.raises(data.WarehouseError, match=r"no `campaign_status` table.*fleet_refresh"):
         data.region_overview(path)
-    with pytest.raises(data.WarehouseError, match="no `failure_clusters` table.*regional_report"):
+    with pytest.raises(data.WarehouseError, match=r"no `failure_clusters` table.*regional_report"):
         data.worst_upgrade_paths(path)
 
 
@@ -205,19 +207,23 @@ def test_a_read_never_holds_the_file_so_the_pipeline_can_write_right_after(tmp_p
 def test_a_writer_holding_the_lock_gets_a_retry_then_a_clear_message(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(path)).close()
-    import subprocess
-    import sys
-
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); "
-         "print('locked', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(path)!r}); "
+            "print('locked', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(data.WarehouseError, match="stayed locked by a writer"):
-            with data.read_only(path, lock_wait=0.5):
-                pass
+        with (
+            pytest.raises(data.WarehouseError, match="stayed locked by a writer"),
+            data.read_only(path, lock_wait=0.5),
+        ):
+            pass
     finally:
         holder.kill()
         holder.wait()
@@ -227,11 +233,14 @@ def test_triage_filters_by_region_reason_code_and_column():
     records = pl.DataFrame(
         {
             "region_shard": ["eu-west", "eu-west", "us-east"],
-            "reasons": [["battery_pct:out_of_range"], ["device_id:duplicate", "battery_pct:missing"],
-                        ["signal_dbm:not_a_number"]],
+            "reasons": [
+                ["battery_pct:out_of_range"],
+                ["device_id:duplicate", "battery_pct:missing"],
+                ["signal_dbm:not_a_number"],
+            ],
             "record_id": [1, 2, 3],
         }
-    )  # fmt: skip
+    )
     ids = lambda frame: frame["record_id"].to_list()  # noqa: E731
     assert ids(data.filter_quarantine(records)) == [1, 2, 3]
     assert ids(data.filter_quarantine(records, regions=["eu-west"])) == [1, 2]
