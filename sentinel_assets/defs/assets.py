@@ -15,7 +15,7 @@ from sentinel_assets.chaos import inject_faults
 from sentinel_assets.defs import checks
 from sentinel_assets.defs.checks import contract_spec, region_spec
 from sentinel_assets.defs.config import region_seed
-from sentinel_assets.defs.metadata import markdown
+from sentinel_assets.defs.metadata import dashboard_link, markdown
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
 from sentinel_assets.generate import generate_fleet
@@ -43,6 +43,7 @@ def report_asset(deps: list[str]) -> Callable[[Callable[..., object]], dg.Assets
         return dg.asset(
             deps=deps,
             check_specs=[contract_spec(build.__name__, partitioned=False)],
+            metadata=dashboard_link(build.__name__),
             group_name=REPORT_GROUP,
             pool="duckdb_catalog",
             kinds={"duckdb", "sql"},
@@ -66,6 +67,7 @@ def fleet_asset(
         return dg.asset(
             partitions_def=region_partitions,
             check_specs=[contract_spec(build.__name__), *more_checks],
+            metadata=dashboard_link(build.__name__),
             group_name=FLEET_GROUP,
             kinds={"polars", "parquet"},
             retry_policy=TRANSIENT_RETRY,
@@ -152,11 +154,13 @@ def chaos_injection(
             description="Records that satisfy the fleet contract, cast to strict types. "
             "Everything downstream trusts these.",
             kinds={"polars", "parquet"},
+            metadata=dashboard_link("sanitized_fleet"),
         ),
         "quarantine": dg.AssetOut(
             description="The manual-triage queue: every record that broke the contract, "
             "with its original values and one reason code (column:rule) per broken rule.",
             kinds={"polars", "parquet"},
+            metadata=dashboard_link("quarantine"),
         ),
     },
     ins={"chaos_ledger": dg.AssetIn(metadata={"columns": ["record_id"]})},

@@ -1,5 +1,7 @@
 """How results read on an asset's page in the UI."""
 
+import os
+
 import dagster as dg
 import polars as pl
 
@@ -18,3 +20,23 @@ def markdown(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
         fmt_str_lengths=60,
     ):
         return dg.MetadataValue.md(str(frame.head(rows)))
+
+
+DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8501"
+# The dashboard view that shows an asset (`sentinel_assets/dashboard/app.py`); others open
+# the fleet overview.
+DASHBOARD_VIEWS = {
+    "quarantine": "triage",
+    "triage_queue": "triage",
+    "sanitized_fleet": "whatif",
+    "recovery_decisions": "whatif",
+    "campaign_status": "whatif",
+}
+
+
+def dashboard_link(asset: str) -> dict[str, dg.MetadataValue]:
+    """Definition metadata linking an asset's page to its view in the operations dashboard
+    (`make dashboard`; `SENTINEL_DASHBOARD_URL` when it is served elsewhere)."""
+    base = (os.environ.get("SENTINEL_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL).rstrip("/")
+    view = DASHBOARD_VIEWS.get(asset, "overview")
+    return {"dashboard": dg.MetadataValue.url(f"{base}/?view={view}")}
