@@ -6,6 +6,7 @@ Needs Streamlit, which lives in the dashboard's environment: `make test` runs th
 """
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 import pytest
@@ -84,6 +85,24 @@ def test_each_view_opens_from_its_url(monkeypatch, demo_warehouse, view, shows):
     at = open_app(monkeypatch, demo_warehouse, view=view)
     assert at.sidebar.radio(key="view").value == view
     assert shows in metrics(at)
+
+
+def test_every_dagster_asset_link_opens_the_view_of_that_asset(monkeypatch, demo_warehouse):
+    from sentinel_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    links = {
+        key.to_user_string(): graph.get(key).metadata["dashboard"].url
+        for key in graph.get_all_asset_keys()
+        if "dashboard" in graph.get(key).metadata
+    }
+    assert {"quarantine", "recovery_decisions", "regional_rank"} <= set(links)
+    views = {asset: parse_qs(urlsplit(url).query)["view"][0] for asset, url in links.items()}
+    assert views["quarantine"] == "triage" and views["recovery_decisions"] == "whatif"
+    for view in set(views.values()):
+        at = open_app(monkeypatch, demo_warehouse, view=view)
+        assert at.sidebar.radio(key="view").value == view
+        assert not at.error
 
 
 def test_moving_a_guard_slider_changes_the_counts_exactly_as_decide_recovery_does(

@@ -1,7 +1,6 @@
 """The dashboard's domain functions (no Streamlit): the what-if over `decide_recovery`, the
 policy the sliders build and send to Dagster, and read-only warehouse loading."""
 
-import dataclasses
 import subprocess
 import sys
 from datetime import datetime
@@ -148,10 +147,8 @@ def test_the_launch_run_config_is_the_policy_the_pipeline_rebuilds():
     assert launch.run_url("http://ui:3000/", "abc") == "http://ui:3000/runs/abc"
 
 
-def test_policy_fields_are_read_from_the_policy_itself():
-    assert set(whatif.policy_field_names()) == {
-        f.name for f in dataclasses.fields(RecoveryPolicy)
-    } | set(getattr(RecoveryPolicy, "model_fields", {}))
+def test_the_policy_fields_are_the_ones_the_run_config_accepts():
+    assert set(whatif.policy_field_names()) == set(RecoverySettings.model_fields)
 
 
 def test_the_dashboard_decides_at_the_pipelines_default_snapshot(monkeypatch):
@@ -281,3 +278,14 @@ def test_the_views_read_the_materialized_warehouse(demo_warehouse: Path):
         "af-south",
         "eu-west",
     }
+
+
+def test_an_asset_links_to_the_dashboard_where_it_is_served(monkeypatch):
+    from sentinel_assets.defs.metadata import dashboard_link
+
+    monkeypatch.delenv("SENTINEL_DASHBOARD_URL", raising=False)
+    assert dashboard_link("quarantine")["dashboard"].url == "http://127.0.0.1:8501/?view=triage"
+    monkeypatch.setenv("SENTINEL_DASHBOARD_URL", "https://ops.example/fleet/")
+    assert dashboard_link("regional_rank")["dashboard"].url == (
+        "https://ops.example/fleet/?view=overview"
+    )
