@@ -289,3 +289,13 @@ def test_an_asset_links_to_the_dashboard_where_it_is_served(monkeypatch):
     assert dashboard_link("regional_rank")["dashboard"].url == (
         "https://ops.example/fleet/?view=overview"
     )
+
+
+def test_the_slim_fleet_the_app_caches_decides_exactly_like_the_whole_one(fleet, as_of):
+    slim = whatif.slim_fleet(fleet)
+    assert set(slim.columns) < set(fleet.columns)
+    for values in ({}, {"min_rollback_battery_pct": 60.0, "abort_failure_rate": 0.1}):
+        policy = whatif.make_policy(values)
+        assert decide_recovery(slim, policy, as_of=as_of).equals(
+            decide_recovery(fleet, policy, as_of=as_of)
+        )

@@ -8,6 +8,7 @@ Views: `?view=overview` (default), `?view=triage` (with `&region=`), `?view=what
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +51,8 @@ def load_quarantine(path: str, version: tuple[float, ...]) -> pl.DataFrame:
 # The sanitized fleet (millions of rows) is kept as one object, never copied per rerun.
 @st.cache_resource(max_entries=2, show_spinner="Loading the sanitized fleet ...")
 def load_whatif_inputs(path: str, version: tuple[float, ...]) -> data.WhatIfInputs:
-    return data.whatif_inputs(Path(path))
+    inputs = data.whatif_inputs(Path(path))
+    return dataclasses.replace(inputs, fleet=whatif.slim_fleet(inputs.fleet))
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -114,6 +114,25 @@ def make_policy(values: Mapping[str, Any]) -> RecoveryPolicy:
         if threshold.integer and threshold.name in kwargs:
             kwargs[threshold.name] = int(kwargs[threshold.name])
     return RecoveryPolicy(**kwargs)
+
+
+def decision_inputs(fleet: pl.DataFrame) -> list[str]:
+    """The fleet's columns that `decide_recovery` reads: each one it fails without (probed on
+    an empty frame, so it follows whatever the pipeline's function needs)."""
+    empty, as_of = fleet.head(0), datetime.now(UTC)
+    needed = []
+    for column in fleet.columns:
+        try:
+            decide_recovery(empty.drop(column), RecoveryPolicy(), as_of=as_of)
+        except pl.exceptions.ColumnNotFoundError:
+            needed.append(column)
+    return needed
+
+
+def slim_fleet(fleet: pl.DataFrame) -> pl.DataFrame:
+    """The fleet with only the columns decisions depend on: what the dashboard keeps in
+    memory, so that every recompute copies less (the decisions are the same)."""
+    return fleet.select(decision_inputs(fleet))
 
 
 @dataclass(frozen=True)
