@@ -33,7 +33,7 @@ test: install browser dashboard-install ## The whole test suite (Streamlit tests
 dashboard: dashboard-install ## Operations dashboard on http://127.0.0.1:8501 (read-only on the warehouse)
 	$(DASHBOARD_VENV)/bin/streamlit run sentinel_assets/dashboard/app.py \
 	  --server.address $(SENTINEL_DASHBOARD_HOST) --server.port $(SENTINEL_DASHBOARD_PORT) \
-	  --server.headless true --browser.gatherUsageStats false
+	  --server.headless true --browser.gatherUsageStats false --client.toolbarMode viewer
 
 dashboard-install: $(DASHBOARD_STAMP)
 

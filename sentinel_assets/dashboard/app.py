@@ -107,18 +107,30 @@ def overview(path: Path, version: tuple[float, ...]) -> None:
         "failure_rate",
         "abort_failure_rate",
     )
+    statuses = [c for c in table.columns if c.startswith(("before_", "after_"))]
     st.dataframe(
-        table,
+        table.drop(statuses),
         hide_index=True,
         column_config={
             "quarantine_rate": st.column_config.NumberColumn("quarantine %", format="%.1f"),
             "failure_rate": st.column_config.NumberColumn("failure %", format="%.1f"),
             "abort_failure_rate": st.column_config.NumberColumn("abort at %", format="%.1f"),
+            "materialized_at": st.column_config.DatetimeColumn(
+                "materialized at (UTC)", format="YYYY-MM-DD HH:mm:ss"
+            ),
         },
     )
-    st.caption(
-        "`before_*`: devices per update status before recovery; `after_*`: per status after "
-        "the decisions were applied (recovery outcomes)."
+    st.markdown(
+        "**Status before and after recovery** (devices per update status, then per status "
+        "once the decisions were applied)"
+    )
+    st.dataframe(
+        table.select("region", *statuses),
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(c.replace("_", " ", 1).replace("_", " "))
+            for c in statuses
+        },
     )
 
     left, right = st.columns([3, 2])
@@ -129,7 +141,7 @@ def overview(path: Path, version: tuple[float, ...]) -> None:
             alt.Chart(heat)
             .mark_rect()
             .encode(
-                x=alt.X("model:N", title="model"),
+                x=alt.X("model:N", title="model", axis=alt.Axis(labelAngle=0)),
                 y=alt.Y("region:N", title="region"),
                 color=alt.Color(
                     "failure_rate:Q",
@@ -138,6 +150,7 @@ def overview(path: Path, version: tuple[float, ...]) -> None:
                 ),
                 tooltip=["region", "model", "devices", "failures", "failure_rate"],
             )
+            .properties(height=alt.Step(34))
         )
         text = chart.mark_text(fontSize=11).encode(
             text=alt.Text("failure_rate:Q", format=".1f"), color=alt.value("black")
@@ -284,7 +297,8 @@ def what_if_view(path: Path, version: tuple[float, ...]) -> None:
     st.markdown(
         f"**Actions, all regions** (what-if vs materialized; recomputed in {seconds:.2f} s)"
     )
-    for column, action in zip(st.columns(len(ACTIONS) + 1), ACTIONS, strict=False):
+    columns = st.columns(len(ACTIONS) + 1)
+    for column, action in zip(columns, ACTIONS, strict=False):
         row = by_action.get(action, {"what_if": 0, "materialized": 0})
         column.metric(
             action,
@@ -292,10 +306,8 @@ def what_if_view(path: Path, version: tuple[float, ...]) -> None:
             delta=f"{row['what_if'] - row['materialized']:+,}",
             delta_color="off",
         )
+    columns[-1].metric("devices whose action changes", f"{result.changes.height:,}")
     halting, resuming = result.halting, result.resuming
-    st.columns(len(ACTIONS) + 1)[-1].metric(
-        "devices whose action changes", f"{result.changes.height:,}"
-    )
     if halting:
         st.error(f"Would halt: {', '.join(halting)}.")
     if resuming:

@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 
 from sentinel_assets import warehouse
+from sentinel_assets.contracts import OUTCOME_STATUSES, UPDATE_STATUSES
 
 CATALOG_FILE = "warehouse.duckdb"
 TABLES_DIR = "tables"
@@ -182,10 +183,14 @@ def region_overview(path: Path) -> pl.DataFrame:
         "SELECT region, 'after_' || status_after, count(*) FROM recovery_outcomes GROUP BY ALL",
         tables=["recovery_outcomes"],
     )
+    order = [f"before_{s}" for s in UPDATE_STATUSES] + [f"after_{s}" for s in OUTCOME_STATUSES]
     status = (
-        outcomes.pivot("phase_status", index="region", values="n", sort_columns=True)
+        outcomes.pivot("phase_status", index="region", values="n")
         if outcomes.height
         else pl.DataFrame(schema={"region": pl.String})
+    )
+    status = status.select("region", *[c for c in order if c in status.columns]).with_columns(
+        pl.exclude("region").fill_null(0)
     )
     frame = (
         devices.join(quarantined, on="region", how="full", coalesce=True)
