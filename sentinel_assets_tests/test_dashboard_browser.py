@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "sentinel_assets" / "dashboard" / "app.py"
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 REGIONS = ("af-south", "eu-west")
-VIEWPORT = {"width": 1500, "height": 1100}
+VIEWPORT = {"width": 1500, "height": 1450}
 
 
 @contextlib.contextmanager
