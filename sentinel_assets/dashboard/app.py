@@ -321,11 +321,16 @@ def what_if_view(path: Path, version: tuple[float, ...]) -> None:
         st.dataframe(result.wide_counts(), hide_index=True)
     with right:
         st.markdown("**Campaigns under this abort rule**")
+        campaigns = result.campaigns.select(
+            "region", "verdict", "failure_rate", "attempted", "failures", "halted_before", "halted"
+        )
         st.dataframe(
-            percent(result.campaigns, "failure_rate"),
+            percent(campaigns, "failure_rate"),
             hide_index=True,
             column_config={
-                "failure_rate": st.column_config.NumberColumn("failure %", format="%.1f")
+                "failure_rate": st.column_config.NumberColumn("failure %", format="%.1f"),
+                "halted_before": st.column_config.CheckboxColumn("halted now"),
+                "halted": st.column_config.CheckboxColumn("would halt"),
             },
         )
 
