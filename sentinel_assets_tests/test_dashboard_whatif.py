@@ -226,6 +226,28 @@ def test_a_writer_holding_the_lock_gets_a_retry_then_a_clear_message(tmp_path):
         holder.wait()
 
 
+def test_a_read_during_a_short_write_waits_for_it_and_succeeds(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE campaign_status AS SELECT 'eu-west' AS region")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(path)!r}); "
+            "print('locked', flush=True); time.sleep(1.5); c.close(); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert data.read_table(path, "campaign_status")["region"].to_list() == ["eu-west"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_triage_filters_by_region_reason_code_and_column():
     records = pl.DataFrame(
         {

@@ -55,11 +55,17 @@ def load_whatif_inputs(path: str, version: tuple[float, ...]) -> data.WhatIfInpu
     return dataclasses.replace(inputs, fleet=whatif.slim_fleet(inputs.fleet))
 
 
+# Keyed on the policy's plain values (hashable whatever class the policy is); moving a slider
+# back to a value already seen is served from here.
 @st.cache_resource(max_entries=16, show_spinner=False)
 def compute_whatif(
-    path: str, version: tuple[float, ...], policy: RecoveryPolicy, as_of: datetime
+    path: str,
+    version: tuple[float, ...],
+    policy_key: tuple[tuple[str, object], ...],
+    as_of: datetime,
 ) -> whatif.WhatIf:
     inputs = load_whatif_inputs(path, version)
+    policy = whatif.make_policy(dict(policy_key))
     return whatif.what_if(inputs.fleet, inputs.decisions, inputs.campaigns, policy, as_of=as_of)
 
 
@@ -288,7 +294,11 @@ def what_if_view(path: Path, version: tuple[float, ...]) -> None:
         st.error(f"This policy cannot be applied: {error}.")
         return
     started = time.perf_counter()
-    result = compute_whatif(str(path), version, policy, as_of)
+    key = tuple(
+        (name, tuple(value) if isinstance(value, list) else value)
+        for name, value in whatif.policy_values(policy).items()
+    )
+    result = compute_whatif(str(path), version, key, as_of)
     seconds = time.perf_counter() - started
 
     counts = result.counts
