@@ -32,7 +32,7 @@ DEFAULT_AS_OF = "2026-11-01T00:00:00+00:00"
 LOCK_RETRY_SECONDS = 10.0
 # The quarantine table names the region shard a record is stored in.
 # TODO after merge: main renames quarantine's `partition` to `partition_key`; then drop the
-# fallback in `quarantine_records`.
+# fallback in `quarantine_shard_column`.
 SHARD_COLUMN = "partition_key"
 LEGACY_SHARD_COLUMN = "partition"
 
