@@ -10,7 +10,8 @@ export SENTINEL_HOME DAGSTER_HOME
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo ui test lint format bench install instance clean browser dashboard dashboard-install
+.PHONY: demo ui test test-fast check-defs lint format bench install instance clean browser
+.PHONY: dashboard dashboard-install
 
 # The dashboard's own environment: Streamlit brings pandas, which would slow every pipeline
 # worker in .venv (Pandera imports pandas whenever it is installed).
@@ -26,7 +27,7 @@ demo: install instance ## Materialize every region headless and print the summar
 ui: install instance ## Open the project in the Dagster UI (with the daemon, for schedules/sensors)
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: install browser dashboard-install ## The whole test suite (Streamlit tests in the dashboard env)
+test: install browser check-defs dashboard-install ## The whole test suite: `dg check defs`, every test, then the Streamlit tests in the dashboard env
 	$(BIN)/pytest
 	$(DASHBOARD_VENV)/bin/pytest $(DASHBOARD_TESTS)
 
@@ -42,6 +43,13 @@ $(DASHBOARD_STAMP): pyproject.toml
 	$(DASHBOARD_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(DASHBOARD_VENV)/bin/python -m pip install --quiet -e '.[dev,dashboard]'
 	touch $@
+
+test-fast: install ## Unit and property tests only (no Dagster runs or servers), well under 30 s
+	$(BIN)/pytest -m "not slow"
+
+# dg looks for the project's .venv and warns unless it is the active environment.
+check-defs: install instance ## Every definition under sentinel_assets/defs loads (Dagster's `dg check defs`)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 
 browser: ## Debian's Chromium for the browser UI test (Playwright from the dev extra drives it)
 	@test -x $(CHROMIUM) \
@@ -61,8 +69,15 @@ format: install
 
 SEED_VENV := .venv-seed
 
-bench: install $(SEED_VENV)/.installed-stamp ## Benchmarks (not part of `make test`), results in benchmarks/README.md
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+bench: $(BENCH_STAMP) $(SEED_VENV)/.installed-stamp ## Benchmarks (not part of `make test`), results in benchmarks/README.md
 	$(BIN)/python -m benchmarks.run --seed-python $(SEED_VENV)/bin/python
+
+# The bench extra on top of the dev install (dagster-duckdb-polars, for storage_designs.py).
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
 
 # The seed-style baseline needs pandas; it gets its own environment so the pipeline is measured
 # as users install it (Pandera imports pandas whenever it is installed).

@@ -57,7 +57,7 @@ def target_seconds(devices: int) -> float:
 
 def fleet_of(devices: int, seed: int = 7) -> pl.DataFrame:
     per_region = devices // N_REGIONS
-    profile = SIMULATION.profile()
+    profile = SIMULATION  # a FleetProfile, as the raw_fleet asset passes it
     return pl.concat(
         [generate_fleet(r, per_region, seed=seed, as_of=AS_OF, profile=profile) for r in REGIONS]
     )

@@ -41,8 +41,9 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
     from sentinel_assets import outcomes, warehouse
     from sentinel_assets.chaos import inject_faults
     from sentinel_assets.defs.config import SimulationSettings, region_seed
-    from sentinel_assets.defs.resources import CATALOG_FILE, TABLES_DIR, SentinelSettings
+    from sentinel_assets.defs.resources import SentinelSettings
     from sentinel_assets.generate import generate_fleet
+    from sentinel_assets.paths import CATALOG_FILE, TABLES_DIR
     from sentinel_assets.recovery import campaign_health, decide_recovery
     from sentinel_assets.sanitize import split_fleet
 
@@ -50,7 +51,7 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
         simulation=SimulationSettings(devices_per_region=devices_per_region)
     )
     sim, chaos = settings.simulation, settings.chaos
-    policy, as_of = settings.recovery.policy(), sim.as_of_utc()
+    policy, as_of = settings.recovery, sim.as_of_utc()
     tables_root = home / TABLES_DIR
     stage_names = ("generate", "chaos", "sanitize", "decide", "campaign", "outcomes", "write")
     stages = dict.fromkeys((*stage_names, "reports"), 0.0)
@@ -76,7 +77,7 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
             sim.devices_per_region,
             seed=sim.seed,
             as_of=as_of,
-            profile=sim.profile(),
+            profile=sim,
         )
         write("raw_fleet", raw, region)
         corrupted, ledger = timed(
@@ -85,13 +86,16 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
         del raw
         write("corrupted_fleet", corrupted, region)
         write("chaos_ledger", ledger, region)
-        sanitized, quarantine = timed("sanitize", split_fleet, corrupted, region)
+        sanitized, quarantine = timed("sanitize", split_fleet, corrupted)
         del corrupted, ledger
         write("sanitized_fleet", sanitized, region)
         write("quarantine", quarantine, region)
-        decisions = timed("decide", decide_recovery, sanitized, policy, as_of=as_of)
+        campaign = timed("campaign", campaign_health, sanitized, policy)
+        write("campaign_status", campaign, region)
+        decisions = timed(
+            "decide", decide_recovery, sanitized, policy, as_of=as_of, campaign=campaign
+        )
         write("recovery_decisions", decisions, region)
-        write("campaign_status", timed("campaign", campaign_health, sanitized, policy), region)
         result = timed("outcomes", outcomes.simulate_outcomes, sanitized, decisions, seed=sim.seed)
         write("recovery_outcomes", result, region)
         del sanitized, quarantine, decisions, result

@@ -1,6 +1,6 @@
 """The pipeline as `sentinel demo` runs it, plus where its time went.
 
-`run_pipeline` calls the same code as `sentinel demo` (`sentinel_assets.orchestrate`): one
+`run_pipeline` calls the same code as `sentinel demo` (`sentinel_assets.cli.orchestrate`): one
 `fleet_refresh` run per region, `parallel` worker processes at a time, each run
 `execute_in_process` against the `DAGSTER_HOME` instance, then the `regional_report` job.
 `stage_breakdown` reads the runs' step events back from that instance: seconds per step, how
@@ -34,15 +34,11 @@ LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
 
 def run_pipeline(regions: Sequence[str], parallel: int) -> dict[str, Any]:
     """Materialize `regions` (`parallel` runs at a time), then the report, as the CLI does."""
-    from sentinel_assets import orchestrate
+    from sentinel_assets.cli.orchestrate import run_fleet
 
     started = time.perf_counter()
-    if hasattr(orchestrate, "run_fleet"):  # `sentinel demo`'s own entry point
-        fleet = orchestrate.run_fleet(list(regions), parallel)
-        outcomes, report = fleet.regions, fleet.report
-    else:  # older orchestrate: regions, then the report in this process
-        outcomes = orchestrate.run_regions(list(regions), parallel)
-        report = orchestrate.run_report() if all(o.success for o in outcomes) else None
+    fleet = run_fleet(list(regions), parallel)  # `sentinel demo`'s own entry point
+    outcomes, report = fleet.regions, fleet.report
     finished = time.perf_counter()
     runs = [*outcomes, *([report] if report else [])]
     return {

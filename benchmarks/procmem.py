@@ -80,7 +80,6 @@ class PeakRSS:
         self.interval = interval
         self.peak = 0
         self.peak_processes = 0
-        self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
 
@@ -91,7 +90,6 @@ class PeakRSS:
 
     def sample(self) -> None:
         rss, count = tree_rss(self.root)
-        self.samples += 1
         if rss > self.peak:
             self.peak, self.peak_processes = rss, count
 

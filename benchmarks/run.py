@@ -3,7 +3,7 @@
 For each fleet size (total devices over the 8 regions) it measures, in the same run:
 
 * pipeline - every asset and check for every region through Dagster, exactly as
-  `sentinel demo --parallel N` runs it (`sentinel_assets.orchestrate`), wall time from launch
+  `sentinel demo --parallel N` runs it (`sentinel_assets.cli.orchestrate`), wall time from launch
   and peak RSS summed over all its processes, plus seconds per asset and per check step read
   back from the Dagster instance;
 * limit - the same domain functions writing the same tables in one process, no orchestration
@@ -471,11 +471,6 @@ def update_readme(report: str) -> None:
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     README.write_text(f"{head}{README_START}\n{report}{README_END}{tail}")
-
-
-def print_summary(results: dict[str, Any]) -> None:
-    print()
-    print(render_report(results))
 
 
 # --- main -----------------------------------------------------------------------------------

@@ -7,12 +7,14 @@
 
 Each design materializes one partitioned asset for all 8 regions, `--parallel` runs at a
 time in separate processes (as `sentinel demo` does), and reports wall time, lock failures,
-and whether the final table holds every region. Usage:
+and whether the final table holds every region. Needs the `bench` extra for (a)
+(`pip install -e '.[dev,bench]'`, as `make bench` does). Usage:
 
     python -m benchmarks.storage_designs --rows-per-region 1000000 --parallel 2
 """
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import tempfile
@@ -25,6 +27,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from sentinel_assets import paths
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import RegionShardIOManager, WarehouseCatalog
@@ -43,7 +46,7 @@ def _shard(region: str, rows: int) -> pl.DataFrame:
 
 
 def _io_manager(design: str, home: Path) -> dg.IOManager:
-    catalog = WarehouseCatalog(database=str(home / "warehouse.duckdb"))
+    catalog = WarehouseCatalog(database=str(paths.catalog_path(home)))
     if design == "duckdb_io_manager":
         from dagster_duckdb_polars import DuckDBPolarsIOManager
 
@@ -80,7 +83,7 @@ def run_design(design: str, rows: int, parallel: int) -> dict[str, object]:
             n = len(REGIONS)
             outcomes = list(pool.map(_materialize, [design] * n, [home] * n, REGIONS, [rows] * n))
         wall = time.perf_counter() - started
-        with duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True) as conn:
+        with duckdb.connect(str(paths.catalog_path(Path(home))), read_only=True) as conn:
             try:
                 [(regions, total)] = conn.sql(
                     "SELECT count(DISTINCT region), count(*) FROM shard"
@@ -105,6 +108,8 @@ def main() -> None:
     parser.add_argument("--rows-per-region", type=int, default=1_000_000)
     parser.add_argument("--parallel", type=int, default=2)
     args = parser.parse_args()
+    if importlib.util.find_spec("dagster_duckdb_polars") is None:
+        parser.exit(2, "storage_designs needs dagster-duckdb-polars: pip install -e '.[bench]'\n")
     for design in ("duckdb_io_manager", "parquet_shards"):
         print(json.dumps(run_design(design, args.rows_per_region, args.parallel)))
 

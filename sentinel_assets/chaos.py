@@ -8,13 +8,17 @@ containment of each one can be checked downstream.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Annotated
 
 import numpy as np
 import polars as pl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from sentinel_assets.contracts import (
     CHAOS_LEDGER_SCHEMA,
     FAULT_KINDS,
+    PARTITION_KEY,
+    RECORD_ID,
     REQUIRED_COLUMNS,
     TEXT_ENCODED_COLUMNS,
     corrupted_dtype,
@@ -59,15 +63,27 @@ TARGET_COLUMNS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def validate_rates(rates: Mapping[str, float]) -> dict[str, float]:
-    """Reject unknown fault kinds and rates outside [0, 1] with a message that names them."""
+def _known_kinds_within_unit_interval(rates: dict[str, float]) -> dict[str, float]:
     unknown = sorted(set(rates) - set(FAULT_KINDS))
     if unknown:
         raise ValueError(f"unknown fault kind(s) {unknown}; known kinds: {', '.join(FAULT_KINDS)}")
-    for kind, rate in rates.items():
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"chaos rate for {kind!r} must be within [0, 1], got {rate}")
-    return {kind: float(rates.get(kind, 0.0)) for kind in FAULT_KINDS}
+    outside = {kind: rate for kind, rate in rates.items() if not 0.0 <= rate <= 1.0}
+    if outside:
+        raise ValueError(f"chaos rates must be within [0, 1], got {outside}")
+    return rates
+
+
+class ChaosPlan(BaseModel):
+    """Fault-injection rates per kind, each the share of records hit, within [0, 1]."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rates: Annotated[dict[str, float], AfterValidator(_known_kinds_within_unit_interval)] = Field(
+        default=dict(DEFAULT_RATES),
+        description="Share of records hit per fault kind, within [0, 1]; kinds not "
+        f"listed are off. Kinds: {', '.join(FAULT_KINDS)}.",
+    )
+    seed: int = Field(default=11, description="Seed of the injector (per region).")
 
 
 def to_corrupted_dtypes(fleet: pl.DataFrame) -> pl.DataFrame:
@@ -119,7 +135,8 @@ def _inject_cells(
         entries.append(
             pl.DataFrame(
                 {
-                    "record_id": frame["record_id"].gather(hit),
+                    RECORD_ID: frame[RECORD_ID].gather(hit),
+                    PARTITION_KEY: frame[PARTITION_KEY].gather(hit),
                     "column": pl.repeat(column, len(hit), eager=True, dtype=pl.String),
                     "fault_kind": pl.repeat(kind, len(hit), eager=True, dtype=pl.String),
                     "injected_value": values.cast(pl.String),
@@ -139,7 +156,8 @@ def _inject_duplicates(
     )
     ledger = pl.DataFrame(
         {
-            "record_id": copies["record_id"],
+            RECORD_ID: copies[RECORD_ID],
+            PARTITION_KEY: copies[PARTITION_KEY],
             "column": pl.repeat("device_id", len(rows), eager=True, dtype=pl.String),
             "fault_kind": pl.repeat("duplicate_row", len(rows), eager=True, dtype=pl.String),
             "injected_value": "copy of record " + frame["record_id"].gather(rows).cast(pl.String),
@@ -158,8 +176,9 @@ def _ledger(entries: list[pl.DataFrame]) -> pl.DataFrame:
 def inject_faults(
     fleet: pl.DataFrame, rates: Mapping[str, float], *, seed: int | Sequence[int]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return (corrupted fleet, ledger of every injected fault); deterministic for a seed."""
-    rates = validate_rates(rates)
+    """Return (corrupted fleet, ledger of every injected fault); deterministic for a seed.
+    Kinds missing from `rates` are off."""
+    rates = {kind: float(rates.get(kind, 0.0)) for kind in FAULT_KINDS}
     rng = np.random.default_rng(seed)
     corrupted = to_corrupted_dtypes(fleet)
     ledgers = []

@@ -14,27 +14,44 @@ from typing import Annotated, Optional
 import pandera.polars as pa
 import polars as pl
 
-REGIONS: tuple[str, ...] = (
-    "us-east",
-    "us-west",
-    "eu-central",
-    "eu-west",
-    "ap-south",
-    "ap-northeast",
-    "sa-east",
-    "af-south",
+
+@dataclass(frozen=True)
+class Region:
+    """One region of the fleet: a partition of every fleet table."""
+
+    name: str
+    code: str  # the three letters in its device ids
+    number: int  # stable and unique: the leading digits of every record id of the region
+    site_locale: str  # Faker locale of its installation sites' names
+
+
+# The region table: the only place regions are listed. A region keeps its number for good
+# (record ids and seeds derive from it), so a new region takes the next free number.
+REGION_TABLE: tuple[Region, ...] = (
+    Region("us-east", "USE", 0, "en_US"),
+    Region("us-west", "USW", 1, "en_US"),
+    Region("eu-central", "EUC", 2, "de_DE"),
+    Region("eu-west", "EUW", 3, "fr_FR"),
+    Region("ap-south", "APS", 4, "en_IN"),
+    Region("ap-northeast", "APN", 5, "ja_JP"),
+    Region("sa-east", "SAE", 6, "pt_BR"),
+    Region("af-south", "AFS", 7, "en_GB"),
 )
-REGION_CODES: Mapping[str, str] = {
-    "us-east": "USE",
-    "us-west": "USW",
-    "eu-central": "EUC",
-    "eu-west": "EUW",
-    "ap-south": "APS",
-    "ap-northeast": "APN",
-    "sa-east": "SAE",
-    "af-south": "AFS",
-}
+REGIONS: tuple[str, ...] = tuple(region.name for region in REGION_TABLE)
+_REGIONS_BY_NAME: Mapping[str, Region] = {region.name: region for region in REGION_TABLE}
+
+# Record identity. `record_id` is unique across the whole warehouse: the region's number
+# times RECORD_ID_STRIDE plus the record's sequence within its region, so 3_000_000_000_042 is
+# record 42 of region 3 (eu-west). `partition_key` is the Dagster partition key of the shard
+# that holds the row. Chaos never touches either: a record can always be traced to its shard.
+RECORD_ID = "record_id"
+PARTITION_KEY = "partition_key"
+IDENTITY_COLUMNS: tuple[str, ...] = (RECORD_ID, PARTITION_KEY)
+RECORD_ID_STRIDE = 10**12
+
 UPDATE_STATUSES: tuple[str, ...] = ("success", "partial", "failed", "pending")
+# Devices the campaign left unhealthy: what recovery acts on and what failure rates count.
+UNHEALTHY_STATUSES: tuple[str, ...] = ("partial", "failed")
 FAILURE_KINDS: tuple[str, ...] = (
     "download_timeout",
     "connection_lost",
@@ -120,17 +137,38 @@ def _in_bounds(column: str) -> dict[str, float]:
     return {"min_value": bounds.low, "max_value": bounds.high}
 
 
-def region_code(region: str) -> str:
-    """Three-letter code used in device ids; raises a readable error for unknown regions."""
-    validate_region(region)
-    return REGION_CODES[region]
+def region(name: str) -> Region:
+    """The region's row of the region table; unknown names get a readable error."""
+    validate_region(name)
+    return _REGIONS_BY_NAME[name]
 
 
-def validate_region(region: str) -> str:
+def region_code(name: str) -> str:
+    """Three-letter code used in device ids."""
+    return region(name).code
+
+
+def validate_region(name: str) -> str:
     """Reject unknown regions before they reach a file path or a query."""
-    if region not in REGIONS:
-        raise ValueError(f"unknown region {region!r}; expected one of: {', '.join(REGIONS)}")
-    return region
+    if name not in _REGIONS_BY_NAME:
+        raise ValueError(f"unknown region {name!r}; expected one of: {', '.join(REGIONS)}")
+    return name
+
+
+def first_record_id(name: str) -> int:
+    """The record id of the region's record number 0."""
+    return region(name).number * RECORD_ID_STRIDE
+
+
+def record_region_number() -> pl.Expr:
+    """The region number a record id belongs to."""
+    return pl.col(RECORD_ID) // RECORD_ID_STRIDE
+
+
+def partition_region_number() -> pl.Expr:
+    """The region number of the row's shard."""
+    numbers = {r.name: r.number for r in REGION_TABLE}
+    return pl.col(PARTITION_KEY).replace_strict(numbers, default=None, return_dtype=pl.Int64)
 
 
 @dataclass(frozen=True)
@@ -145,6 +183,9 @@ class CrossFieldRule:
 # Keyed by the name of the model's dataframe check that enforces it. Null inputs count as
 # valid: the column rules already report the missing value.
 CROSS_FIELD_RULES: Mapping[str, CrossFieldRule] = {
+    "record_in_its_partition": CrossFieldRule(
+        RECORD_ID, "other_partition", record_region_number() == partition_region_number()
+    ),
     "failure_kind_iff_failed": CrossFieldRule(
         "failure_kind",
         "set_iff_failed",
@@ -163,18 +204,54 @@ CROSS_FIELD_RULES: Mapping[str, CrossFieldRule] = {
 }
 
 
-class FleetRecord(pa.DataFrameModel):
+class PartitionedRecord(pa.DataFrameModel):
+    """The identity every record of a region-partitioned table carries (see RECORD_ID)."""
+
+    record_id: int = pa.Field(
+        ge=0,
+        unique=True,
+        description="Unique across the warehouse: region number x 10^12 + sequence in region.",
+    )
+    partition_key: str = pa.Field(
+        isin=list(REGIONS),
+        description="Region partition (shard) that holds the row; never corrupted.",
+    )
+
+    @pa.dataframe_check
+    def record_in_its_partition(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A record id carries the number of the region whose shard holds it."""
+        return _cross_field_check(data, "record_in_its_partition")
+
+
+class FleetRecord(PartitionedRecord):
     """One device of the fleet mid-way through an OTA campaign (raw and sanitized fleet)."""
 
-    record_id: int = pa.Field(ge=0, unique=True, description="Stable id of the record.")
-    device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
-    region: str = pa.Field(isin=list(REGIONS))
+    device_id: str = pa.Field(
+        str_matches=DEVICE_ID_PATTERN,
+        unique=True,
+        description="Device serial: SN-<region code>-<8 digits>, unique in the fleet.",
+    )
+    region: str = pa.Field(
+        isin=list(REGIONS),
+        description="Deployment region of the device; fleet assets are partitioned by it.",
+    )
     site: str = pa.Field(description="Installation site (city) of the device.")
-    model: str = pa.Field(isin=list(MODELS))
-    hardware_rev: str = pa.Field(isin=list(HARDWARE_REVS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    update_status: str = pa.Field(isin=list(UPDATE_STATUSES))
+    model: str = pa.Field(isin=list(MODELS), description="Device model.")
+    hardware_rev: str = pa.Field(
+        isin=list(HARDWARE_REVS), description="Hardware revision of the device's board."
+    )
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version (x.y.z) the device ran before the campaign.",
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version (x.y.z) the campaign installs on this model.",
+    )
+    update_status: str = pa.Field(
+        isin=list(UPDATE_STATUSES),
+        description="OTA update status: success, partial (not committed), failed or pending.",
+    )
     failure_kind: Optional[str] = pa.Field(  # noqa: UP045 - pandera reads Optional
         nullable=True, isin=list(FAILURE_KINDS), description="Why a failed update failed."
     )
@@ -183,16 +260,31 @@ class FleetRecord(pa.DataFrameModel):
         isin=list(COMMIT_STATES),
         description="Where a partial update stopped (see COMMIT_STATES).",
     )
-    battery_pct: float = pa.Field(in_range=_in_bounds("battery_pct"))
-    battery_voltage_v: float = pa.Field(in_range=_in_bounds("battery_voltage_v"))
-    signal_dbm: int = pa.Field(in_range=_in_bounds("signal_dbm"))
-    temperature_c: float = pa.Field(in_range=_in_bounds("temperature_c"))
-    retry_count: int = pa.Field(in_range=_in_bounds("retry_count"))
+    battery_pct: float = pa.Field(
+        in_range=_in_bounds("battery_pct"), description="Battery charge, % of full."
+    )
+    battery_voltage_v: float = pa.Field(
+        in_range=_in_bounds("battery_voltage_v"),
+        description="Battery cell voltage, V (Li-ion: ~3.3 V empty, ~4.2 V full).",
+    )
+    signal_dbm: int = pa.Field(
+        in_range=_in_bounds("signal_dbm"),
+        description="Radio signal strength, dBm (higher is better).",
+    )
+    temperature_c: float = pa.Field(
+        in_range=_in_bounds("temperature_c"), description="Device temperature, °C."
+    )
+    retry_count: int = pa.Field(
+        in_range=_in_bounds("retry_count"),
+        description="Update retries already made on this device.",
+    )
     boot_attempts: int = pa.Field(
         in_range=_in_bounds("boot_attempts"),
         description="Boots of the uncommitted new image so far (0 unless in trial boot).",
     )
-    last_seen_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()
+    last_seen_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="When the device last reported, UTC."
+    )
 
     class Config:
         strict = True
@@ -225,13 +317,13 @@ FLEET_DTYPES: Mapping[str, pl.DataType] = {
 }
 # Numeric readings travel as text through the chaos stage, so "N/A" or "87%" can exist there.
 TEXT_ENCODED_COLUMNS: tuple[str, ...] = tuple(
-    name for name, dtype in FLEET_DTYPES.items() if dtype.is_numeric() and name != "record_id"
+    name for name, dtype in FLEET_DTYPES.items() if dtype.is_numeric() and name != RECORD_ID
 )
 # Columns whose value the contract requires (chaos may blank them; the sanitizer must notice).
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(
     name
     for name, column in FLEET_SCHEMA.columns.items()
-    if not column.nullable and name != "record_id"
+    if not column.nullable and name not in IDENTITY_COLUMNS
 )
 
 
@@ -240,61 +332,133 @@ def corrupted_dtype(column: str) -> pl.DataType:
     return pl.String() if column in TEXT_ENCODED_COLUMNS else FLEET_DTYPES[column]
 
 
+def _identity_columns(*, unique: bool) -> dict[str, pa.Column]:
+    """record_id and partition_key as every partitioned table stores them: never null."""
+    return {
+        RECORD_ID: pa.Column(
+            pl.Int64,
+            pa.Check.ge(0),
+            unique=unique,
+            nullable=False,
+            description="The record's id, unique across the warehouse (region number x 10^12 + "
+            "sequence); chaos never breaks it, so faults stay traceable.",
+        ),
+        PARTITION_KEY: pa.Column(
+            pl.String,
+            pa.Check.isin(list(REGIONS)),
+            nullable=False,
+            description="Region partition (shard) that holds the row; never corrupted.",
+        ),
+    }
+
+
+def _record_in_its_partition() -> pa.Check:
+    return pa.Check(
+        lambda data: data.lazyframe.select(CROSS_FIELD_RULES["record_in_its_partition"].valid),
+        name="record_in_its_partition",
+    )
+
+
 CORRUPTED_FLEET_SCHEMA = pa.DataFrameSchema(
     {
-        "record_id": pa.Column(pl.Int64, pa.Check.ge(0), unique=True, nullable=False),
+        **_identity_columns(unique=True),
         **{
-            name: pa.Column(corrupted_dtype(name), nullable=True)
+            name: pa.Column(
+                corrupted_dtype(name),
+                nullable=True,
+                description=FLEET_SCHEMA.columns[name].description,
+            )
             for name in FLEET_COLUMNS
-            if name != "record_id"
+            if name not in IDENTITY_COLUMNS
         },
     },
+    checks=[_record_in_its_partition()],
     strict=True,
     name="CorruptedFleet",
 )
 
 CHAOS_LEDGER_SCHEMA = pa.DataFrameSchema(
     {
-        "record_id": pa.Column(pl.Int64, pa.Check.ge(0)),
-        "column": pa.Column(pl.String, pa.Check.isin(list(FLEET_COLUMNS))),
-        "fault_kind": pa.Column(pl.String, pa.Check.isin(list(FAULT_KINDS))),
-        "injected_value": pa.Column(pl.String, nullable=True),
+        **_identity_columns(unique=False),
+        "column": pa.Column(
+            pl.String, pa.Check.isin(list(FLEET_COLUMNS)), description="Fleet column broken."
+        ),
+        "fault_kind": pa.Column(
+            pl.String, pa.Check.isin(list(FAULT_KINDS)), description="Kind of fault injected."
+        ),
+        "injected_value": pa.Column(
+            pl.String,
+            nullable=True,
+            description="Value put in, as text ('copy of record <id>' for a duplicate); "
+            "null for a null fault.",
+        ),
     },
+    checks=[_record_in_its_partition()],
     strict=True,
     name="ChaosLedger",
 )
 
 QUARANTINE_SCHEMA = pa.DataFrameSchema(
     {
-        "partition": pa.Column(pl.String, pa.Check.isin(list(REGIONS))),
+        **_identity_columns(unique=True),
         "reasons": pa.Column(
             pl.List(pl.String),
             pa.Check(lambda data: data.lazyframe.select(pl.col(data.key).list.len() > 0)),
+            description="One column:rule code per broken rule, e.g. battery_pct:out_of_range.",
         ),
-        **CORRUPTED_FLEET_SCHEMA.columns,
+        **{
+            name: column
+            for name, column in CORRUPTED_FLEET_SCHEMA.columns.items()
+            if name not in IDENTITY_COLUMNS
+        },
     },
+    checks=[_record_in_its_partition()],
     strict=True,
     name="Quarantine",
 )
 
 
-class RecoveryDecision(pa.DataFrameModel):
+class RecoveryDecision(PartitionedRecord):
     """What to do about one unhealthy device, and why, in words an operator can act on."""
 
-    record_id: int = pa.Field(ge=0, unique=True)
-    device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
-    region: str = pa.Field(isin=list(REGIONS))
-    model: str = pa.Field(isin=list(MODELS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    update_status: str = pa.Field(isin=["partial", "failed", "pending"])
-    failure_kind: Optional[str] = pa.Field(nullable=True, isin=list(FAILURE_KINDS))  # noqa: UP045
-    commit_state: Optional[str] = pa.Field(nullable=True, isin=list(COMMIT_STATES))  # noqa: UP045
-    action: str = pa.Field(isin=list(ACTIONS))
-    reason_code: str = pa.Field(isin=list(REASON_CODES))
-    reason: str = pa.Field(str_length={"min_value": 1})
+    device_id: str = pa.Field(
+        str_matches=DEVICE_ID_PATTERN, unique=True, description="Device serial."
+    )
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region of the device.")
+    model: str = pa.Field(isin=list(MODELS), description="Device model.")
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) before the campaign."
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) the campaign installs."
+    )
+    update_status: str = pa.Field(
+        isin=[*UNHEALTHY_STATUSES, "pending"],
+        description="Why it is unhealthy: partial, failed, or pending in a halted region.",
+    )
+    failure_kind: Optional[str] = pa.Field(  # noqa: UP045
+        nullable=True,
+        isin=list(FAILURE_KINDS),
+        description="Why a failed update failed; null for other statuses.",
+    )
+    commit_state: Optional[str] = pa.Field(  # noqa: UP045
+        nullable=True,
+        isin=list(COMMIT_STATES),
+        description="Where a partial update stopped; null for other statuses.",
+    )
+    action: str = pa.Field(
+        isin=list(ACTIONS), description="What to do: retry, rollback, defer, manual_triage or hold."
+    )
+    reason_code: str = pa.Field(
+        isin=list(REASON_CODES),
+        description="Code of the policy rule that decided; reports group by it.",
+    )
+    reason: str = pa.Field(
+        str_length={"min_value": 1},
+        description="Why, in words an operator can act on, with the numbers that decided.",
+    )
     next_attempt_at: Optional[Annotated[pl.Datetime, "us", "UTC"]] = pa.Field(  # noqa: UP045
-        nullable=True
+        nullable=True, description="When to retry, UTC (exponential backoff); null unless retry."
     )
 
     class Config:
@@ -312,21 +476,44 @@ class RecoveryDecision(pa.DataFrameModel):
 class RegionalRank(pa.DataFrameModel):
     """A region's standing in the campaign and its worst upgrade paths (model, firmware)."""
 
-    region: str = pa.Field(isin=list(REGIONS))
-    region_rank: int = pa.Field(ge=1)
-    devices: int = pa.Field(ge=0)
-    failed: int = pa.Field(ge=0)
-    partial: int = pa.Field(ge=0)
-    unhealthy_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    quarantined: int = pa.Field(ge=0)
-    quarantine_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    model: str = pa.Field(isin=list(MODELS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    cluster_devices: int = pa.Field(ge=1)
-    cluster_failures: int = pa.Field(ge=0)
-    cluster_failure_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    cluster_rank: int = pa.Field(ge=1)
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region.")
+    region_rank: int = pa.Field(
+        ge=1, description="RANK() of the region by unhealthy_rate; 1 = worst."
+    )
+    devices: int = pa.Field(ge=0, description="Devices of the region in the sanitized fleet.")
+    failed: int = pa.Field(ge=0, description="Devices of the region whose update failed.")
+    partial: int = pa.Field(
+        ge=0, description="Devices of the region with a partial (uncommitted) update."
+    )
+    unhealthy_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="Share of the region's devices that failed or are partial (0-1).",
+    )
+    quarantined: int = pa.Field(ge=0, description="Records of the region sent to quarantine.")
+    quarantine_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="Share of the region's records in quarantine (0-1).",
+    )
+    model: str = pa.Field(isin=list(MODELS), description="Device model of the upgrade path.")
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version the upgrade path starts from (x.y.z).",
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version the upgrade path goes to (x.y.z).",
+    )
+    cluster_devices: int = pa.Field(ge=1, description="Devices of the region on this upgrade path.")
+    cluster_failures: int = pa.Field(
+        ge=0, description="Failed or partial devices on this upgrade path."
+    )
+    cluster_failure_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="cluster_failures / cluster_devices (0-1).",
+    )
+    cluster_rank: int = pa.Field(
+        ge=1, description="RANK() of the upgrade path by failures within the region; 1 = worst."
+    )
 
     class Config:
         strict = False
@@ -336,14 +523,27 @@ class RegionalRank(pa.DataFrameModel):
 class CampaignStatus(pa.DataFrameModel):
     """A region's campaign health against the abort rule, with the numbers that decide it."""
 
-    region: str = pa.Field(isin=list(REGIONS), unique=True)
-    devices: int = pa.Field(ge=0)
+    partition_key: str = pa.Field(
+        isin=list(REGIONS), description="Region partition (shard) that holds the row."
+    )
+    region: str = pa.Field(isin=list(REGIONS), unique=True, description="Deployment region.")
+    devices: int = pa.Field(ge=0, description="Devices of the region in the sanitized fleet.")
     attempted: int = pa.Field(ge=0, description="Devices past pending: success, partial, failed.")
     failures: int = pa.Field(ge=0, description="Attempted devices that did not succeed.")
-    failure_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    abort_failure_rate: float = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    abort_min_attempted: int = pa.Field(ge=1)
-    halted: bool = pa.Field()
+    failure_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="failures / attempted (0-1; 0 when none attempted).",
+    )
+    abort_failure_rate: float = pa.Field(
+        in_range={"min_value": 0, "max_value": 1},
+        description="Policy: halt once this share of attempted updates failed (0-1).",
+    )
+    abort_min_attempted: int = pa.Field(
+        ge=1, description="Policy: the abort rule applies from this many attempted devices."
+    )
+    halted: bool = pa.Field(
+        description="Campaign halted: pending updates and retries of the region are held."
+    )
 
     class Config:
         strict = True
@@ -372,24 +572,41 @@ def _outcome_follows_action() -> pl.Expr:
     )
 
 
-class RecoveryOutcome(pa.DataFrameModel):
+class RecoveryOutcome(PartitionedRecord):
     """One device after the recovery decisions were applied in the outcome simulation."""
 
-    record_id: int = pa.Field(ge=0, unique=True)
-    device_id: str = pa.Field(str_matches=DEVICE_ID_PATTERN, unique=True)
-    region: str = pa.Field(isin=list(REGIONS))
-    model: str = pa.Field(isin=list(MODELS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    status_before: str = pa.Field(isin=list(UPDATE_STATUSES))
-    action: Optional[str] = pa.Field(nullable=True, isin=list(ACTIONS))  # noqa: UP045
-    reason_code: Optional[str] = pa.Field(nullable=True, isin=list(REASON_CODES))  # noqa: UP045
+    device_id: str = pa.Field(
+        str_matches=DEVICE_ID_PATTERN, unique=True, description="Device serial."
+    )
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region of the device.")
+    model: str = pa.Field(isin=list(MODELS), description="Device model.")
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) before the campaign."
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) the campaign installs."
+    )
+    status_before: str = pa.Field(
+        isin=list(UPDATE_STATUSES), description="Update status before recovery."
+    )
+    action: Optional[str] = pa.Field(  # noqa: UP045
+        nullable=True,
+        isin=list(ACTIONS),
+        description="Recovery action applied; null for a device that needed none.",
+    )
+    reason_code: Optional[str] = pa.Field(  # noqa: UP045
+        nullable=True,
+        isin=list(REASON_CODES),
+        description="Code of the policy rule that decided; null without an action.",
+    )
     success_probability: Optional[float] = pa.Field(  # noqa: UP045
         nullable=True,
         in_range={"min_value": 0, "max_value": 1},
         description="Simulated odds that a retry or rollback works; null for other actions.",
     )
-    status_after: str = pa.Field(isin=list(OUTCOME_STATUSES))
+    status_after: str = pa.Field(
+        isin=list(OUTCOME_STATUSES), description="Status once the decision was applied (simulated)."
+    )
 
     class Config:
         strict = True
@@ -414,16 +631,26 @@ REPORT_SCOPES: tuple[str, ...] = (*REGIONS, "all")
 class FailureCluster(pa.DataFrameModel):
     """An upgrade path (model, firmware from -> to) in a region, ranked by its failures."""
 
-    region: str = pa.Field(isin=list(REGIONS))
-    model: str = pa.Field(isin=list(MODELS))
-    firmware_from: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    firmware_to: str = pa.Field(str_matches=FIRMWARE_PATTERN)
-    devices: int = pa.Field(ge=1)
-    failed: int = pa.Field(ge=0)
-    partial: int = pa.Field(ge=0)
-    failures: int = pa.Field(ge=0)
-    failure_rate: float = pa.Field(**_SHARE)
-    share_of_region_failures: float = pa.Field(**_SHARE)
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region.")
+    model: str = pa.Field(isin=list(MODELS), description="Device model of the upgrade path.")
+    firmware_from: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version the upgrade path starts from (x.y.z).",
+    )
+    firmware_to: str = pa.Field(
+        str_matches=FIRMWARE_PATTERN,
+        description="Firmware version the upgrade path goes to (x.y.z).",
+    )
+    devices: int = pa.Field(ge=1, description="Devices of the region on this upgrade path.")
+    failed: int = pa.Field(ge=0, description="Devices on the path whose update failed.")
+    partial: int = pa.Field(
+        ge=0, description="Devices on the path with a partial (uncommitted) update."
+    )
+    failures: int = pa.Field(ge=0, description="failed + partial.")
+    failure_rate: float = pa.Field(**_SHARE, description="failures / devices (0-1).")
+    share_of_region_failures: float = pa.Field(
+        **_SHARE, description="This path's share of the region's failures (0-1)."
+    )
     cluster_rank: int = pa.Field(ge=1, description="RANK() by failures within the region.")
     fleet_rate_rank: int = pa.Field(ge=1, description="DENSE_RANK() by failure rate, fleet-wide.")
 
@@ -435,15 +662,30 @@ class FailureCluster(pa.DataFrameModel):
 class FailureTelemetry(pa.DataFrameModel):
     """How failures spread over battery and signal bands in a region."""
 
-    region: str = pa.Field(isin=list(REGIONS))
-    measure: str = pa.Field(isin=["battery_pct", "signal_dbm"])
-    band_order: int = pa.Field(ge=1)
-    band: str = pa.Field(str_length={"min_value": 1})
-    devices: int = pa.Field(ge=0)
-    failed: int = pa.Field(ge=0)
-    partial: int = pa.Field(ge=0)
-    failure_rate: float = pa.Field(**_SHARE, nullable=True)
-    share_of_region_failures: float = pa.Field(**_SHARE)
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region.")
+    measure: str = pa.Field(
+        isin=["battery_pct", "signal_dbm"],
+        description="Reading the bands cut: battery_pct (%) or signal_dbm (dBm).",
+    )
+    band_order: int = pa.Field(ge=1, description="Position of the band, 1 = lowest readings.")
+    band: str = pa.Field(
+        str_length={"min_value": 1}, description="Band label with its range in the measure's unit."
+    )
+    devices: int = pa.Field(
+        ge=0, description="Devices of the region whose reading falls in the band."
+    )
+    failed: int = pa.Field(ge=0, description="Devices in the band whose update failed.")
+    partial: int = pa.Field(
+        ge=0, description="Devices in the band with a partial (uncommitted) update."
+    )
+    failure_rate: float = pa.Field(
+        **_SHARE,
+        nullable=True,
+        description="(failed + partial) / devices (0-1); null for an empty band.",
+    )
+    share_of_region_failures: float = pa.Field(
+        **_SHARE, description="The band's share of the region's failures (0-1)."
+    )
 
     class Config:
         strict = True
@@ -453,13 +695,23 @@ class FailureTelemetry(pa.DataFrameModel):
 class TriageQueueEntry(pa.DataFrameModel):
     """One reason code of a region's manual-triage queue, from quarantine or from recovery."""
 
-    region: str = pa.Field(isin=list(REGIONS))
-    source: str = pa.Field(isin=["quarantine", "recovery"])
-    reason_code: str = pa.Field(str_length={"min_value": 1})
-    records: int = pa.Field(ge=1)
+    region: str = pa.Field(isin=list(REGIONS), description="Deployment region.")
+    source: str = pa.Field(
+        isin=["quarantine", "recovery"],
+        description="quarantine (broke the data contract) or recovery (sent to manual triage).",
+    )
+    reason_code: str = pa.Field(
+        str_length={"min_value": 1},
+        description="column:rule code (quarantine) or policy reason code (recovery).",
+    )
+    records: int = pa.Field(
+        ge=1, description="Records of the region and source with this reason code."
+    )
     queue_records: int = pa.Field(ge=1, description="Records of the region's queue from source.")
-    share_of_queue: float = pa.Field(**_SHARE)
-    reason_rank: int = pa.Field(ge=1)
+    share_of_queue: float = pa.Field(**_SHARE, description="records / queue_records (0-1).")
+    reason_rank: int = pa.Field(
+        ge=1, description="RANK() of the code by records within region and source; 1 = most."
+    )
 
     class Config:
         strict = True
@@ -469,15 +721,24 @@ class TriageQueueEntry(pa.DataFrameModel):
 class CampaignReportRow(pa.DataFrameModel):
     """A region's campaign: running or halted, the numbers behind it and what it holds back."""
 
-    region: str = pa.Field(isin=list(REGIONS), unique=True)
-    campaign: str = pa.Field(isin=list(CAMPAIGN_STATES))
-    attempted: int = pa.Field(ge=0)
-    failures: int = pa.Field(ge=0)
-    failure_rate: float = pa.Field(**_SHARE)
-    abort_failure_rate: float = pa.Field(**_SHARE)
-    abort_min_attempted: int = pa.Field(ge=1)
-    held_devices: int = pa.Field(ge=0)
-    summary: str = pa.Field(str_length={"min_value": 1})
+    region: str = pa.Field(isin=list(REGIONS), unique=True, description="Deployment region.")
+    campaign: str = pa.Field(isin=list(CAMPAIGN_STATES), description="running or halted.")
+    attempted: int = pa.Field(ge=0, description="Devices past pending: success, partial, failed.")
+    failures: int = pa.Field(ge=0, description="Attempted devices that did not succeed.")
+    failure_rate: float = pa.Field(**_SHARE, description="failures / attempted (0-1).")
+    abort_failure_rate: float = pa.Field(
+        **_SHARE, description="Policy: halt once this share of attempted updates failed (0-1)."
+    )
+    abort_min_attempted: int = pa.Field(
+        ge=1, description="Policy: the abort rule applies from this many attempted devices."
+    )
+    held_devices: int = pa.Field(
+        ge=0, description="Devices whose update or retry the halt holds back."
+    )
+    summary: str = pa.Field(
+        str_length={"min_value": 1},
+        description="The campaign's state and numbers in one readable line.",
+    )
 
     class Config:
         strict = True
@@ -487,11 +748,18 @@ class CampaignReportRow(pa.DataFrameModel):
 class StatusCount(pa.DataFrameModel):
     """Devices per status before and after recovery, per region and fleet-wide ('all')."""
 
-    region: str = pa.Field(isin=list(REPORT_SCOPES))
-    phase: str = pa.Field(isin=["before", "after"])
-    status: str = pa.Field(isin=list(dict.fromkeys((*UPDATE_STATUSES, *OUTCOME_STATUSES))))
-    devices: int = pa.Field(ge=1)
-    share: float = pa.Field(**_SHARE)
+    region: str = pa.Field(
+        isin=list(REPORT_SCOPES), description="Deployment region, or 'all' for the whole fleet."
+    )
+    phase: str = pa.Field(isin=["before", "after"], description="before or after recovery.")
+    status: str = pa.Field(
+        isin=list(dict.fromkeys((*UPDATE_STATUSES, *OUTCOME_STATUSES))),
+        description="Device status in that phase.",
+    )
+    devices: int = pa.Field(ge=1, description="Devices with this status.")
+    share: float = pa.Field(
+        **_SHARE, description="devices / devices of the region in the phase (0-1)."
+    )
 
     class Config:
         strict = True

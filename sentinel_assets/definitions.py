@@ -1,7 +1,18 @@
-"""Entry point for `dagster dev` / `workspace.yaml`: every definition under `defs/`."""
+"""Entry point for `dagster dev` / `workspace.yaml` / `dg`: every definition under `defs/`.
+
+Code that needs the definitions calls `defs()`: the first call in a process loads the defs
+folder, later calls return the same `dg.Definitions` (an orchestrator worker runs many jobs).
+"""
+
+from functools import cache
+from pathlib import Path
 
 import dagster as dg
 
-import sentinel_assets.defs
 
-defs = dg.load_defs(defs_root=sentinel_assets.defs)
+@dg.definitions
+@cache
+def defs() -> dg.Definitions:
+    """Every asset, check, job, schedule, sensor and resource of the `sentinel_assets.defs`
+    folder (`[tool.dg.project]` in pyproject.toml), loaded once per process."""
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -8,12 +8,13 @@ pool of site names.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated, Any
 
 import numpy as np
 import polars as pl
 from faker import Faker
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from sentinel_assets.contracts import (
     BOUNDS,
@@ -23,11 +24,15 @@ from sentinel_assets.contracts import (
     FLEET_DTYPES,
     HARDWARE_REVS,
     MODELS,
+    PARTITION_KEY,
+    RECORD_ID,
     REGIONS,
+    UNHEALTHY_STATUSES,
     UPDATE_STATUSES,
+    first_record_id,
     region_code,
-    validate_region,
 )
+from sentinel_assets.contracts import region as region_row
 
 # Campaign under way: every model is being moved to its target image from one of a few olders.
 CAMPAIGN_TARGETS: Mapping[str, str] = {
@@ -44,77 +49,76 @@ PREVIOUS_IMAGES: Mapping[str, tuple[str, ...]] = {
     "sensor-s2": ("2.7.0", "2.7.4"),
     "cam-x3": ("6.9.2", "7.0.1"),
 }
-SITE_LOCALES: Mapping[str, str] = {
-    "us-east": "en_US",
-    "us-west": "en_US",
-    "eu-central": "de_DE",
-    "eu-west": "fr_FR",
-    "ap-south": "en_IN",
-    "ap-northeast": "ja_JP",
-    "sa-east": "pt_BR",
-    "af-south": "en_GB",
-}
 SITES_PER_REGION = 40
 STALE_SHARE = 0.03  # devices that have not reported for days
 MAX_TRIAL_BOOTS = 5  # a device on trial has booted its new image 1..5 times
 
 
-@dataclass(frozen=True)
-class FleetProfile:
+def _weights(allowed: tuple[str, ...], *, exact: bool) -> Any:
+    """A validator: the mapping's keys are `allowed` (all of them if `exact`), values >= 0."""
+
+    def check(weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}; allowed: {', '.join(allowed)}")
+        missing = sorted(set(allowed) - set(weights))
+        if exact and missing:
+            raise ValueError(f"missing keys {missing}")
+        negative = {key: value for key, value in weights.items() if not value >= 0}
+        if negative:
+            raise ValueError(f"weights must be non-negative, got {negative}")
+        return weights
+
+    return AfterValidator(check)
+
+
+class FleetProfile(BaseModel):
     """How a campaign tends to go: base status mix and where it goes worse."""
 
-    status_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"success": 0.70, "partial": 0.07, "failed": 0.11, "pending": 0.12}
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status_weights: Annotated[dict[str, float], _weights(UPDATE_STATUSES, exact=True)] = Field(
+        default={"success": 0.70, "partial": 0.07, "failed": 0.11, "pending": 0.12},
+        description="Relative odds of each update status (every status, none negative).",
     )
-    failure_kind_weights: Mapping[str, float] = field(
-        default_factory=lambda: {
+    failure_kind_weights: Annotated[dict[str, float], _weights(FAILURE_KINDS, exact=True)] = Field(
+        default={
             "download_timeout": 0.40,
             "connection_lost": 0.30,
             "out_of_storage": 0.15,
             "verification_failed": 0.15,
-        }
+        },
+        description="Relative odds of each failure kind among failed updates.",
     )
-    # Multipliers on the failed and partial weights (1.0 = no bias).
-    region_failure_bias: Mapping[str, float] = field(default_factory=dict)
-    model_failure_bias: Mapping[str, float] = field(default_factory=dict)
-    # Share of partial updates whose new image was booted (on trial) rather than only written.
-    trial_boot_share: float = 0.4
+    region_failure_bias: Annotated[dict[str, float], _weights(REGIONS, exact=False)] = Field(
+        default={"af-south": 1.8, "sa-east": 1.4, "ap-south": 1.2},
+        description="Multiplier on failed/partial odds per region (1.0 = none).",
+    )
+    model_failure_bias: Annotated[dict[str, float], _weights(MODELS, exact=False)] = Field(
+        default={"cam-x3": 1.6, "sensor-s1": 1.2},
+        description="Multiplier on failed/partial odds per device model (1.0 = none).",
+    )
+    trial_boot_share: float = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="Share of partial updates whose new image was booted (on trial) "
+        "rather than only written.",
+    )
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.trial_boot_share <= 1.0:
-            raise ValueError(f"trial_boot_share must be within [0, 1], got {self.trial_boot_share}")
-        _require_keys("status_weights", self.status_weights, UPDATE_STATUSES, exact=True)
-        _require_keys("failure_kind_weights", self.failure_kind_weights, FAILURE_KINDS, exact=True)
-        _require_keys("region_failure_bias", self.region_failure_bias, REGIONS)
-        _require_keys("model_failure_bias", self.model_failure_bias, MODELS)
-        for name, weights in [
-            ("status_weights", self.status_weights),
-            ("failure_kind_weights", self.failure_kind_weights),
-            ("region_failure_bias", self.region_failure_bias),
-            ("model_failure_bias", self.model_failure_bias),
-        ]:
-            negative = {k: v for k, v in weights.items() if not v >= 0}
-            if negative:
-                raise ValueError(f"{name} must be non-negative, got {negative}")
-        if sum(self.status_weights.values()) <= 0:
-            raise ValueError("status_weights must not all be zero")
-
-
-def _require_keys(
-    name: str, mapping: Mapping[str, float], allowed: tuple[str, ...], *, exact: bool = False
-) -> None:
-    unknown = sorted(set(mapping) - set(allowed))
-    if unknown:
-        raise ValueError(f"{name} has unknown keys {unknown}; allowed: {', '.join(allowed)}")
-    missing = sorted(set(allowed) - set(mapping))
-    if exact and missing:
-        raise ValueError(f"{name} is missing keys {missing}")
+    @field_validator("status_weights")
+    @classmethod
+    def _some_status_is_possible(cls, weights: dict[str, float]) -> dict[str, float]:
+        if sum(weights.values()) <= 0:
+            raise ValueError("status weights must not all be zero")
+        return weights
 
 
 def site_names(region: str, seed: int) -> list[str]:
     """A deterministic pool of plausible city names for the region's installation sites."""
-    faker = Faker(SITE_LOCALES[validate_region(region)])
-    faker.seed_instance(seed * 1000 + REGIONS.index(region))
+    row = region_row(region)
+    faker = Faker(row.site_locale)
+    faker.seed_instance(seed * 1000 + row.number)
     return [faker.city() for _ in range(SITES_PER_REGION)]
 
 
@@ -125,7 +129,7 @@ def _status_draw(
     n = len(model_idx)
     model_bias = np.array([profile.model_failure_bias.get(m, 1.0) for m in MODELS])
     bias = profile.region_failure_bias.get(region, 1.0) * model_bias[model_idx]
-    biased = {UPDATE_STATUSES.index(s) for s in ("partial", "failed")}
+    biased = {UPDATE_STATUSES.index(s) for s in UNHEALTHY_STATUSES}
     # Running sums of each device's weights, one status at a time: the same additions in the
     # same order as a cumulative sum over an (n, statuses) weight matrix, without building it.
     cumulative: list[np.ndarray] = []
@@ -152,14 +156,13 @@ def generate_fleet(
     as_of: datetime,
     profile: FleetProfile | None = None,
 ) -> pl.DataFrame:
-    """The region's fleet as a frame that satisfies `contracts.FleetRecord`."""
-    validate_region(region)
-    if devices < 0:
-        raise ValueError(f"devices must be >= 0, got {devices}")
+    """The region's fleet as a frame that satisfies `contracts.FleetRecord`; its record ids
+    start at the region's first record id."""
+    home = region_row(region)
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware (UTC)")
     profile = profile or FleetProfile()
-    rng = np.random.default_rng([seed, REGIONS.index(region)])
+    rng = np.random.default_rng([seed, home.number])
     n = devices
 
     model_idx = rng.integers(0, len(MODELS), n)
@@ -191,12 +194,16 @@ def generate_fleet(
     boot_attempts = np.where(on_trial, rng.integers(1, MAX_TRIAL_BOOTS + 1, n), 0)
     commit_state = np.where(on_trial, COMMIT_STATES.index("trial_boot"), 0)
 
+    sequence = np.arange(n, dtype=np.int64)
+
     def clip(column: str, values: np.ndarray) -> np.ndarray:
         return np.clip(values, BOUNDS[column].low, BOUNDS[column].high)
 
     frame = pl.DataFrame(
         {
-            "record_id": np.arange(n, dtype=np.int64),
+            RECORD_ID: first_record_id(region) + sequence,
+            PARTITION_KEY: pl.repeat(region, n, eager=True, dtype=pl.String),
+            "sequence": sequence,
             "region": pl.repeat(region, n, eager=True, dtype=pl.String),
             "site": _pick(sites, rng.integers(0, len(sites), n)),
             "model": _pick(MODELS, model_idx),
@@ -218,7 +225,7 @@ def generate_fleet(
         pl.format(
             "SN-{}-{}",
             pl.lit(region_code(region)),
-            pl.col("record_id").cast(pl.String).str.zfill(8),
+            pl.col("sequence").cast(pl.String).str.zfill(8),
         ).alias("device_id"),
         pl.col("firmware_from"),
         pl.col("model")
@@ -230,5 +237,5 @@ def generate_fleet(
             pl.lit(as_of).dt.cast_time_unit("us").dt.convert_time_zone("UTC")
             - pl.duration(microseconds=(pl.col("hours_since_seen") * 3.6e9).cast(pl.Int64))
         ).alias("last_seen_at"),
-        pl.exclude("firmware_from", "failure_kind", "commit_state", "hours_since_seen"),
+        pl.exclude("firmware_from", "failure_kind", "commit_state", "hours_since_seen", "sequence"),
     ).select([pl.col(c).cast(FLEET_DTYPES[c]) for c in FLEET_COLUMNS])

@@ -2,22 +2,21 @@
 
 A retry or a rollback works with odds that fall with a weak signal (a retry downloads the
 image again) and a low battery (both flash and reboot); deferred, held and triaged devices
-wait. Each device's draw is a stable hash of (seed, region, record id), so a device's fate
+wait. Each device's draw is a stable hash of (seed, record id), so a device's fate
 does not change with the fleet's size or row order, and the same seed gives the same outcome.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
 from sentinel_assets.contracts import (
     ACTION_OUTCOME,
     ACTION_SUCCEEDED,
     OUTCOME_STATUSES,
-    REGIONS,
+    RECORD_ID,
     UPDATE_STATUSES,
     RecoveryOutcome,
 )
@@ -26,27 +25,22 @@ OUTCOME_COLUMNS: tuple[str, ...] = tuple(RecoveryOutcome.to_schema().columns)
 _MASK64 = (1 << 64) - 1
 
 
-@dataclass(frozen=True)
-class OutcomeOdds:
+class OutcomeOdds(BaseModel):
     """Success odds of the actions that touch a device, and how telemetry bends them."""
 
-    retry: float = 0.9  # a transient failure, retried on a good link with a charged battery
-    rollback_written: float = 0.98  # the old image still runs: only the new slot is dropped
-    rollback_trial_boot: float = 0.9  # needs a reboot into the old slot
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A transient failure, retried on a good link with a charged battery.
+    retry: float = Field(default=0.9, ge=0, le=1)
+    # The old image still runs: only the new slot is dropped.
+    rollback_written: float = Field(default=0.98, ge=0, le=1)
+    rollback_trial_boot: float = Field(default=0.9, ge=0, le=1)  # needs a reboot into the old slot
     # Odds halve at this signal and fall off over about `signal_softness_db` around it.
     weak_signal_dbm: float = -108.0
-    signal_softness_db: float = 3.0
+    signal_softness_db: float = Field(default=3.0, gt=0)
     # Odds halve at this battery level (flashing on an empty cell fails or bricks).
     low_battery_pct: float = 12.0
-    battery_softness_pct: float = 3.0
-
-    def __post_init__(self) -> None:
-        shares = ("retry", "rollback_written", "rollback_trial_boot")
-        bad = [name for name in shares if not 0.0 <= getattr(self, name) <= 1.0]
-        bad += [f.name for f in fields(self) if "softness" in f.name and getattr(self, f.name) <= 0]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"invalid outcome odds: {values} (shares within [0, 1], softness > 0)")
+    battery_softness_pct: float = Field(default=3.0, gt=0)
 
 
 def _logistic(value: pl.Expr, midpoint: float, softness: float) -> pl.Expr:
@@ -79,12 +73,10 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def device_draws(region: pl.Series, record_id: pl.Series, seed: int) -> pl.Series:
-    """A uniform draw in [0, 1) per device, fixed by (seed, region, record id) alone."""
-    region_idx = region.replace_strict(
-        list(REGIONS), list(range(len(REGIONS))), return_dtype=pl.UInt64
-    )
-    keyed = (record_id.cast(pl.UInt64).to_numpy() << np.uint64(8)) | region_idx.to_numpy()
+def device_draws(record_id: pl.Series, seed: int) -> pl.Series:
+    """A uniform draw in [0, 1) per device, fixed by (seed, record id) alone: record ids are
+    unique across the warehouse, so no two devices share a draw sequence."""
+    keyed = record_id.cast(pl.UInt64).to_numpy()
     with np.errstate(over="ignore"):
         salted = _splitmix64(np.full(len(keyed), seed & _MASK64, dtype=np.uint64)) ^ keyed
         hashed = _splitmix64(salted)
@@ -97,14 +89,14 @@ def simulate_outcomes(
     """Every device of the fleet with its status before and after recovery."""
     odds = odds or OutcomeOdds()
     applied = fleet.join(
-        decisions.select("region", "record_id", "action", "reason_code"),
-        on=["region", "record_id"],
+        decisions.select(RECORD_ID, "action", "reason_code"),
+        on=RECORD_ID,
         how="left",
         maintain_order="left",
     )
     applied = applied.with_columns(
         success_probability(odds).alias("success_probability"),
-        device_draws(applied["region"], applied["record_id"], seed),
+        device_draws(applied[RECORD_ID], seed),
     )
     action = pl.col("action")
     worked = pl.col("draw") < pl.col("success_probability")

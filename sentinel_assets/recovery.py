@@ -13,16 +13,18 @@ the first guard that applies names the reason an operator reads and the code rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Annotated, NamedTuple, Self
 
 import polars as pl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from sentinel_assets.contracts import (
     ACTIONS,
     BOUNDS,
     FAILURE_KINDS,
+    PARTITION_KEY,
+    UNHEALTHY_STATUSES,
     CampaignStatus,
     RecoveryDecision,
 )
@@ -31,82 +33,110 @@ DECISION_COLUMNS: tuple[str, ...] = tuple(RecoveryDecision.to_schema().columns)
 CAMPAIGN_COLUMNS: tuple[str, ...] = tuple(CampaignStatus.to_schema().columns)
 
 
-@dataclass(frozen=True)
-class RecoveryPolicy:
-    """Thresholds of the recovery policy; defaults follow common OTA practice."""
+def _known_failure_kinds(kinds: list[str]) -> list[str]:
+    unknown = sorted(set(kinds) - set(FAILURE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown failure kind(s) {unknown}; known: {', '.join(FAILURE_KINDS)}")
+    return kinds
+
+
+_VOLTS, _TEMP, _SIGNAL = BOUNDS["battery_voltage_v"], BOUNDS["temperature_c"], BOUNDS["signal_dbm"]
+
+
+class RecoveryPolicy(BaseModel):
+    """Thresholds of the recovery policy; defaults follow common OTA practice. This model is
+    where they are stated and validated, once: the run config's `settings.recovery` is it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Rolling back re-flashes the old slot: a nearly empty or hot device can brick doing it.
     # At the minimum itself a rollback goes ahead; below it the device is deferred.
-    min_rollback_battery_pct: float = 30.0
-    min_rollback_voltage_v: float = 3.55  # Li-ion is ~3.3 V empty, ~4.2 V full
-    max_rollback_temperature_c: float = 60.0
-    # A new image on trial gets this many boots from its watchdog (greenboot tries 3) before
-    # it should fall back on its own; a device past it is stuck and is rolled back.
-    max_boot_attempts: int = 3
-    # A retry downloads and installs again (Android's recovery asks for 20 % battery).
-    min_retry_battery_pct: float = 20.0
-    max_retries: int = 3  # AWS IoT Jobs allows 0-10 retries per criterion
-    min_signal_dbm: float = -110.0  # below this a download rarely finishes
-    # Transient failures are retried; a verification failure or a full disk needs a person.
-    retriable_failure_kinds: tuple[str, ...] = ("download_timeout", "connection_lost")
-    retry_backoff_minutes: float = 30.0  # first retry after this, doubling per earlier attempt
-    retry_backoff_max_minutes: float = 24 * 60.0  # at most one attempt a day: no retry storms
-    # A device silent for longer than this is not acted on blindly.
-    stale_after_hours: float = 72.0
-    # Campaign abort: halt the region once this share of attempted updates failed (the fleet's
-    # mid-campaign baseline is ~23 %, partials included) ...
-    abort_failure_rate: float = 0.30
-    # ... but only after this many devices attempted, so one early failure cannot stop it.
-    abort_min_attempted: int = 100
+    min_rollback_battery_pct: float = Field(
+        default=30.0,
+        ge=0,
+        le=100,
+        description="A partial device rolls back only at or above this battery %; else defer.",
+    )
+    min_rollback_voltage_v: float = Field(
+        default=3.55,
+        ge=_VOLTS.low,
+        le=_VOLTS.high,
+        description="... and at or above this cell voltage (Li-ion: ~3.3 V empty, 4.2 V full).",
+    )
+    max_rollback_temperature_c: float = Field(
+        default=60.0,
+        ge=_TEMP.low,
+        le=_TEMP.high,
+        description="Above this device temperature a rollback is deferred (cool down first).",
+    )
+    max_boot_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=int(BOUNDS["boot_attempts"].high),
+        description="Boots a new image on trial gets from its watchdog before it is rolled "
+        "back (greenboot: 3); until then the device is left to commit or fall back itself.",
+    )
+    min_retry_battery_pct: float = Field(
+        default=20.0,
+        ge=0,
+        le=100,
+        description="A failed device is retried only at or above this battery % (Android's "
+        "recovery asks for 20 %); else defer.",
+    )
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries per device (0-10, like AWS IoT Jobs); reached -> manual triage.",
+    )
+    min_signal_dbm: float = Field(
+        default=-110.0,
+        ge=_SIGNAL.low,
+        le=_SIGNAL.high,
+        description="Below this signal a retry is pointless (the download will not finish).",
+    )
+    retriable_failure_kinds: Annotated[list[str], AfterValidator(_known_failure_kinds)] = Field(
+        default=["download_timeout", "connection_lost"],
+        description="Failure kinds worth retrying (transient); any other kind goes to manual "
+        f"triage. Known kinds: {', '.join(FAILURE_KINDS)}.",
+    )
+    retry_backoff_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before a first retry; doubles with each earlier retry.",
+    )
+    retry_backoff_max_minutes: float = Field(
+        default=24 * 60.0,
+        gt=0,
+        description="Longest wait between retries (default one day: no retry storms).",
+    )
+    stale_after_hours: float = Field(
+        default=72.0,
+        gt=0,
+        description="A device silent for longer is sent to triage, not acted on blindly.",
+    )
+    # The fleet's mid-campaign baseline is ~23 % failed or partial.
+    abort_failure_rate: float = Field(
+        default=0.30,
+        gt=0,
+        le=1,
+        description="Halt a region's campaign when this share of attempted updates failed ...",
+    )
+    abort_min_attempted: int = Field(
+        default=100,
+        ge=1,
+        description="... once at least this many devices attempted the update (so one early "
+        "failure cannot stop it).",
+    )
 
-    def __post_init__(self) -> None:
-        volts, temp, signal = (
-            BOUNDS["battery_voltage_v"],
-            BOUNDS["temperature_c"],
-            BOUNDS["signal_dbm"],
-        )
-        checks = {
-            "min_rollback_battery_pct": (0 <= self.min_rollback_battery_pct <= 100, "0..100"),
-            "min_retry_battery_pct": (0 <= self.min_retry_battery_pct <= 100, "0..100"),
-            "min_rollback_voltage_v": (
-                volts.low <= self.min_rollback_voltage_v <= volts.high,
-                f"{volts.low}..{volts.high} V",
-            ),
-            "max_rollback_temperature_c": (
-                temp.low <= self.max_rollback_temperature_c <= temp.high,
-                f"{temp.low}..{temp.high} °C",
-            ),
-            "max_boot_attempts": (
-                1 <= self.max_boot_attempts <= BOUNDS["boot_attempts"].high,
-                f"1..{BOUNDS['boot_attempts'].high:g}",
-            ),
-            "max_retries": (0 <= self.max_retries <= 10, "0..10"),
-            "min_signal_dbm": (
-                signal.low <= self.min_signal_dbm <= signal.high,
-                f"{signal.low}..{signal.high} dBm",
-            ),
-            "retry_backoff_minutes": (self.retry_backoff_minutes > 0, "> 0"),
-            "retry_backoff_max_minutes": (
-                self.retry_backoff_max_minutes >= self.retry_backoff_minutes,
-                ">= retry_backoff_minutes",
-            ),
-            "stale_after_hours": (self.stale_after_hours > 0, "> 0"),
-            "abort_failure_rate": (0 < self.abort_failure_rate <= 1, "a share in (0, 1]"),
-            "abort_min_attempted": (self.abort_min_attempted >= 1, ">= 1"),
-        }
-        bad = [
-            f"{name}={getattr(self, name)!r} (expected {rule})"
-            for name, (ok, rule) in checks.items()
-            if not ok
-        ]
-        unknown = sorted(set(self.retriable_failure_kinds) - set(FAILURE_KINDS))
-        if unknown:
-            bad.append(
-                f"retriable_failure_kinds has unknown kind(s) {unknown} "
-                f"(known: {', '.join(FAILURE_KINDS)})"
+    @model_validator(mode="after")
+    def _backoff_cap_not_below_first_wait(self) -> Self:
+        if self.retry_backoff_max_minutes < self.retry_backoff_minutes:
+            raise ValueError(
+                f"retry_backoff_max_minutes ({self.retry_backoff_max_minutes:g}) must be >= "
+                f"retry_backoff_minutes ({self.retry_backoff_minutes:g})"
             )
-        if bad:
-            raise ValueError(f"invalid recovery policy: {'; '.join(bad)}")
+        return self
 
 
 def campaign_health(fleet: pl.DataFrame, policy: RecoveryPolicy) -> pl.DataFrame:
@@ -116,9 +146,9 @@ def campaign_health(fleet: pl.DataFrame, policy: RecoveryPolicy) -> pl.DataFrame
     threshold counting executions that did not succeed. Halts at the threshold itself.
     """
     attempted = pl.col("update_status") != "pending"
-    failed = pl.col("update_status").is_in(["partial", "failed"])
+    failed = pl.col("update_status").is_in(UNHEALTHY_STATUSES)
     return (
-        fleet.group_by("region")
+        fleet.group_by(PARTITION_KEY, "region")
         .agg(
             pl.len().cast(pl.Int64).alias("devices"),
             attempted.sum().cast(pl.Int64).alias("attempted"),
@@ -300,17 +330,25 @@ def retry_backoff(policy: RecoveryPolicy) -> pl.Expr:
 
 
 def decide_recovery(
-    fleet: pl.DataFrame, policy: RecoveryPolicy, *, as_of: datetime
+    fleet: pl.DataFrame,
+    policy: RecoveryPolicy,
+    *,
+    as_of: datetime,
+    campaign: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One decision per device that is not healthy: success needs nothing, and pending is
-    held only when its region's campaign is halted."""
+    held only when its region's campaign is halted. `campaign` is the regions' health
+    (`campaign_health`), computed from the fleet when not given."""
+    if campaign is None:
+        campaign = campaign_health(fleet, policy)
     guards = _guards(policy, as_of)
     status = pl.col("update_status")
-    unhealthy = status.is_in(["partial", "failed"]) | ((status == "pending") & pl.col("halted"))
+    unhealthy = status.is_in(UNHEALTHY_STATUSES) | ((status == "pending") & pl.col("halted"))
+    health = campaign.select("region", *(c for c in campaign.columns if c not in fleet.columns))
     decided = (
         # Success is never unhealthy: drop it before the join (the health uses every device).
-        fleet.filter(status.is_in(["partial", "failed", "pending"]))
-        .join(campaign_health(fleet, policy), on="region", how="left")
+        fleet.filter(status.is_in([*UNHEALTHY_STATUSES, "pending"]))
+        .join(health, on="region", how="left")
         .filter(unhealthy)
         .with_row_index("__row")
         .with_columns(

@@ -14,9 +14,9 @@ import polars as pl
 from sentinel_assets.contracts import (
     FLEET_COLUMNS,
     FLEET_DTYPES,
+    PARTITION_KEY,
     QUARANTINE_SCHEMA,
     TEXT_ENCODED_COLUMNS,
-    validate_region,
 )
 from sentinel_assets.validation import RowRule, row_rules
 
@@ -29,16 +29,9 @@ class SplitFleet(NamedTuple):
     quarantine: pl.DataFrame
 
 
-def _unparsable(column: str) -> pl.Expr:
-    """Text was present but is not a number of the contract's type."""
-    return (
-        pl.col(column).is_not_null()
-        & pl.col(column).cast(FLEET_DTYPES[column], strict=False).is_null()
-    )
-
-
-def sanitizer_rules(partition: str) -> list[RowRule]:
-    """The contract's rules as seen on text-encoded input, plus the partition's own rule.
+def sanitizer_rules() -> list[RowRule]:
+    """The contract's rules as seen on text-encoded input, plus the partition's own rule: a
+    record's region is the region of the shard it came in.
 
     Evaluated on the *parsed* frame, except that an unparsable reading is reported once, as
     `not_a_number`, and not also as `missing`.
@@ -52,7 +45,9 @@ def sanitizer_rules(partition: str) -> list[RowRule]:
         if rule.rule == "missing" and rule.column in parse_failed:
             rules.append(RowRule(rule.column, UNPARSABLE, parse_failed[rule.column]))
     rules.append(
-        RowRule("region", WRONG_PARTITION, (pl.col("region") != partition).fill_null(False))
+        RowRule(
+            "region", WRONG_PARTITION, (pl.col("region") != pl.col(PARTITION_KEY)).fill_null(False)
+        )
     )
     return rules
 
@@ -84,16 +79,15 @@ def _reason_lists(flags: pl.DataFrame, rules: list[RowRule]) -> pl.DataFrame:
     )
 
 
-def split_fleet(corrupted: pl.DataFrame, partition: str) -> SplitFleet:
+def split_fleet(corrupted: pl.DataFrame) -> SplitFleet:
     """Every input record ends up in exactly one of the two frames."""
-    validate_region(partition)
     _require_columns(corrupted)
     if not corrupted["record_id"].is_sorted():
         corrupted = corrupted.sort("record_id")  # first occurrence of a device id wins
     else:  # let the uniqueness rule use the order it was just shown to have
         corrupted = corrupted.with_columns(pl.col("record_id").set_sorted())
-    rules = sanitizer_rules(partition)
-    # Each reading is parsed once; `_unparsable` then compares the text with its parse.
+    rules = sanitizer_rules()
+    # Each reading is parsed once; a reading that was text but did not parse is unparsable.
     parsed = corrupted.select(FLEET_COLUMNS).with_columns(
         pl.col(c).cast(FLEET_DTYPES[c], strict=False) for c in TEXT_ENCODED_COLUMNS
     )
@@ -111,12 +105,7 @@ def split_fleet(corrupted: pl.DataFrame, partition: str) -> SplitFleet:
     )
     reasons = _reason_lists(flags.filter(broken), rules)
     quarantine = pl.concat(
-        [
-            pl.DataFrame({"partition": pl.repeat(partition, reasons.height, eager=True)}),
-            reasons,
-            corrupted.filter(broken).select(FLEET_COLUMNS),
-        ],
-        how="horizontal",
+        [reasons, corrupted.filter(broken).select(FLEET_COLUMNS)], how="horizontal"
     ).select(list(QUARANTINE_SCHEMA.columns))
     return SplitFleet(sanitized, quarantine)
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from sentinel_assets.contracts import validate_region
+from sentinel_assets.contracts import UNHEALTHY_STATUSES, validate_region
+from sentinel_assets.quality import QUARANTINE_RATE_MACRO
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 PARQUET_COMPRESSION = "lz4"
@@ -109,8 +110,23 @@ def create_view(conn: duckdb.DuckDBPyConnection, tables_root: Path, table: str) 
     )
 
 
+def _unhealthy_macro() -> str:
+    statuses = ", ".join(_sql_string(status) for status in UNHEALTHY_STATUSES)
+    return f"is_unhealthy(status) AS status IN ({statuses})"
+
+
+def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
+    """SQL macros for the definitions the shipped queries share with the Python code, so each
+    is stated once: `is_unhealthy(update_status)` and `quarantine_rate(quarantined, trusted)`.
+    They live in the catalog file, so analysts' own queries can use them too."""
+    for macro in (_unhealthy_macro(), QUARANTINE_RATE_MACRO):
+        conn.execute(f"CREATE OR REPLACE MACRO {macro}")
+
+
 def create_views(conn: duckdb.DuckDBPyConnection, tables_root: Path) -> list[str]:
-    """Views for every asset that has at least one shard on disk; returns their names."""
+    """The catalog's macros, and views for every asset that has at least one shard on disk;
+    returns the views' names."""
+    create_macros(conn)
     names = (
         sorted(
             p.name for p in tables_root.glob("*") if p.is_dir() and has_shards(tables_root, p.name)

@@ -7,6 +7,7 @@ import pytest
 
 from sentinel_assets.chaos import inject_faults
 from sentinel_assets.contracts import FAULT_KINDS
+from sentinel_assets.definitions import defs
 from sentinel_assets.generate import generate_fleet
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -15,6 +16,12 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 @pytest.fixture(scope="session")
 def as_of() -> datetime:
     return AS_OF
+
+
+@pytest.fixture(scope="session")
+def definitions() -> dg.Definitions:
+    """The project's definitions as Dagster loads them: `sentinel_assets.definitions.defs()`."""
+    return defs()
 
 
 @pytest.fixture(scope="session")
@@ -46,26 +53,22 @@ def instance() -> dg.DagsterInstance:
 
 
 @pytest.fixture(scope="session")
-def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_warehouse(tmp_path_factory: pytest.TempPathFactory, definitions: dg.Definitions) -> Path:
     """A small materialized warehouse (the dashboard's input): `fleet_refresh` for two regions
     (af-south's campaign halts at the default abort rule, eu-west's runs), then
     `regional_report`, in process. Returns its SENTINEL_HOME."""
-    from sentinel_assets import definitions
     from sentinel_assets.defs.resources import build_resources
 
     home = tmp_path_factory.mktemp("demo-warehouse") / "sentinel"
-    loaded = definitions.defs
-    # TODO after merge: `definitions.defs` becomes a `@dg.definitions` function.
-    defs = loaded if isinstance(loaded, dg.Definitions) else loaded()
     with pytest.MonkeyPatch.context() as env, dg.DagsterInstance.ephemeral() as instance:
         env.setenv("SENTINEL_DEVICES_PER_REGION", "1500")
         resources = build_resources(home)
         for region in ("af-south", "eu-west"):
-            result = defs.resolve_job_def("fleet_refresh").execute_in_process(
+            result = definitions.resolve_job_def("fleet_refresh").execute_in_process(
                 partition_key=region, instance=instance, resources=resources
             )
             assert result.success, region
-        report = defs.resolve_job_def("regional_report").execute_in_process(
+        report = definitions.resolve_job_def("regional_report").execute_in_process(
             instance=instance, resources=resources
         )
         assert report.success

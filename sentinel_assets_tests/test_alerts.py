@@ -15,9 +15,9 @@ import duckdb
 import pytest
 
 from sentinel_assets import alerts
-from sentinel_assets.definitions import defs
-from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
+from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.defs.sensors import check_failure_alerts, failing_rows
+from sentinel_assets.paths import CATALOG_FILE
 
 ALERT = alerts.Alert(
     raised_at=datetime(2026, 11, 1, 3, 4, 5, tzinfo=UTC),
@@ -168,14 +168,18 @@ def test_failing_rows_come_from_the_evaluation_metadata():
 
 @pytest.mark.slow
 def test_a_failed_check_raises_one_alert_row_and_one_post(
-    sentinel_home: Path, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    definitions: dg.Definitions,
+    sentinel_home: Path,
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     monkeypatch.setenv(alerts.WEBHOOK_ENV, receiver.url)
     monkeypatch.setenv("SENTINEL_DEVICES_PER_REGION", "500")
     resources = build_resources(sentinel_home)
     (tmp_path / "instance").mkdir()
     with dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "instance")) as instance:
-        run = defs.resolve_job_def("fleet_refresh").execute_in_process(
+        run = definitions.resolve_job_def("fleet_refresh").execute_in_process(
             partition_key="eu-west",
             instance=instance,
             resources=resources,
@@ -222,14 +226,17 @@ def test_a_failed_check_raises_one_alert_row_and_one_post(
 
 @pytest.mark.slow
 def test_a_webhook_that_is_down_never_costs_the_alert_row(
-    sentinel_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    definitions: dg.Definitions,
+    sentinel_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     monkeypatch.setenv(alerts.WEBHOOK_ENV, closed_port_url())
     monkeypatch.setenv("SENTINEL_DEVICES_PER_REGION", "500")
     monkeypatch.setattr(alerts, "post_webhook", partial(alerts.post_webhook, backoff_s=0.0))
     resources = build_resources(sentinel_home)
     with dg.DagsterInstance.ephemeral() as instance:
-        defs.resolve_job_def("fleet_refresh").execute_in_process(
+        definitions.resolve_job_def("fleet_refresh").execute_in_process(
             partition_key="us-west",
             instance=instance,
             resources=resources,

@@ -6,8 +6,8 @@ from sentinel_assets.chaos import (
     OUT_OF_BOUNDS_VALUES,
     TYPE_MISMATCH_VALUES,
     UNKNOWN_STATUS_LABELS,
+    ChaosPlan,
     inject_faults,
-    validate_rates,
 )
 from sentinel_assets.contracts import (
     BOUNDS,
@@ -100,4 +100,19 @@ def test_strict_dtypes_survive_the_text_round_trip(fleet):
 )
 def test_invalid_rates_are_rejected_before_anything_is_written(rates, message):
     with pytest.raises(ValueError, match=message):
-        validate_rates(rates)
+        ChaosPlan(rates=rates)
+
+
+def test_kinds_left_out_of_the_rates_are_off(fleet):
+    _, ledger = inject_faults(fleet, {"null": 0.05}, seed=1)
+    assert set(ledger["fault_kind"]) == {"null"}
+
+
+def test_identity_is_never_corrupted_and_the_ledger_names_each_records_shard(corrupted, fleet):
+    frame, ledger = corrupted
+    assert set(ledger["column"]).isdisjoint({"record_id", "partition_key"})
+    assert frame["partition_key"].null_count() == 0
+    assert set(frame["partition_key"]) == set(ledger["partition_key"]) == {"eu-west"}
+    joined = ledger.join(frame.select("record_id", "partition_key"), on="record_id")
+    assert joined.height == ledger.height
+    assert (joined["partition_key"] == joined["partition_key_right"]).all()

@@ -10,7 +10,9 @@ from sentinel_assets.contracts import (
     REQUIRED_COLUMNS,
     TEXT_ENCODED_COLUMNS,
 )
+from sentinel_assets.generate import generate_fleet
 from sentinel_assets.validation import check_contract, row_rules
+from sentinel_assets_tests.conftest import AS_OF
 
 
 def test_a_generated_fleet_satisfies_the_fleet_contract(fleet):
@@ -31,7 +33,7 @@ def test_a_generated_fleet_satisfies_the_fleet_contract(fleet):
 )
 def test_the_contract_rejects_a_broken_value(fleet, column, value, check):
     broken = fleet.with_columns(
-        pl.when(pl.col("record_id") == 3)
+        pl.when(pl.int_range(pl.len()) == 3)
         .then(pl.lit(value, dtype=fleet.schema[column]))
         .otherwise(pl.col(column))
         .alias(column)
@@ -70,6 +72,7 @@ def test_numeric_readings_are_the_text_encoded_columns():
     }
     assert "failure_kind" not in REQUIRED_COLUMNS
     assert "record_id" not in REQUIRED_COLUMNS
+    assert "partition_key" not in REQUIRED_COLUMNS  # identity: chaos never blanks it
 
 
 def test_every_contract_check_has_a_row_level_rule():
@@ -84,7 +87,7 @@ def test_every_contract_check_has_a_row_level_rule():
 
 def test_row_rules_find_exactly_the_broken_rows(fleet):
     broken = fleet.with_columns(
-        pl.when(pl.col("record_id") == 5)
+        pl.when(pl.int_range(pl.len()) == 5)
         .then(pl.lit(-131))
         .otherwise(pl.col("signal_dbm"))
         .alias("signal_dbm")
@@ -118,3 +121,31 @@ def test_every_asset_of_the_graph_has_a_contract():
         "recovery_decisions",
         "regional_rank",
     }
+
+
+def test_record_ids_are_unique_across_regions_and_name_their_region():
+    east = generate_fleet("us-east", 50, seed=7, as_of=AS_OF)
+    west = generate_fleet("eu-west", 50, seed=7, as_of=AS_OF)
+    both = pl.concat([east, west])
+    assert both["record_id"].n_unique() == both.height
+    assert set(both.select(contracts.record_region_number())["record_id"]) == {0, 3}
+    assert (both["partition_key"] == both["region"]).all()
+
+
+def test_a_record_id_outside_its_partition_breaks_the_contract(fleet):
+    moved = fleet.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.lit("us-east"))
+        .otherwise(pl.col("partition_key"))
+        .alias("partition_key")
+    )
+    report = check_contract(moved, FLEET_SCHEMA)
+    assert not report.passed
+    assert "record_in_its_partition" in set(report.failure_cases["check"])
+
+
+def test_every_region_has_a_unique_number_and_code():
+    numbers = [r.number for r in contracts.REGION_TABLE]
+    codes = [r.code for r in contracts.REGION_TABLE]
+    assert len(set(numbers)) == len(numbers) and len(set(codes)) == len(codes)
+    assert all(0 <= n < 2**63 // contracts.RECORD_ID_STRIDE for n in numbers)

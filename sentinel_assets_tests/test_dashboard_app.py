@@ -87,10 +87,10 @@ def test_each_view_opens_from_its_url(monkeypatch, demo_warehouse, view, shows):
     assert shows in metrics(at)
 
 
-def test_every_dagster_asset_link_opens_the_view_of_that_asset(monkeypatch, demo_warehouse):
-    from sentinel_assets.definitions import defs
-
-    graph = defs.resolve_asset_graph()
+def test_every_dagster_asset_link_opens_the_view_of_that_asset(
+    monkeypatch, demo_warehouse, definitions
+):
+    graph = definitions.resolve_asset_graph()
     links = {
         key.to_user_string(): graph.get(key).metadata["dashboard"].url
         for key in graph.get_all_asset_keys()

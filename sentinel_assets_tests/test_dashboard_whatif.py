@@ -143,7 +143,7 @@ def test_the_launch_run_config_is_the_policy_the_pipeline_rebuilds():
     )
     config = launch.run_config(policy)
     recovery = config["resources"]["settings"]["config"]["recovery"]
-    assert RecoverySettings(**recovery).policy() == policy
+    assert RecoveryPolicy(**RecoverySettings(**recovery).model_dump()) == policy
     assert launch.run_url("http://ui:3000/", "abc") == "http://ui:3000/runs/abc"
 
 

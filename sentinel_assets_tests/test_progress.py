@@ -16,8 +16,8 @@ import dagster as dg
 import pytest
 from rich.console import Console
 
-from sentinel_assets.live import progress_line, progress_table, wants_live_view, watch_demo
-from sentinel_assets.progress import (
+from sentinel_assets.cli.live import progress_line, progress_table, wants_live_view, watch_demo
+from sentinel_assets.cli.progress import (
     DEMO_TAG,
     DemoProgress,
     RegionProgress,
@@ -57,7 +57,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     env.pop("CI", None)  # piped stdout alone must switch to plain lines
     command = ["demo", "--regions", ",".join(REGIONS), "--devices-per-region", "500"]
     done = subprocess.run(
-        [sys.executable, "-m", "sentinel_assets.cli", *command],
+        [sys.executable, "-m", "sentinel_assets.cli.main", *command],
         cwd=REPO,
         env=env,
         capture_output=True,

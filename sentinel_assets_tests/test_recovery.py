@@ -1,6 +1,5 @@
 """The recovery policy, rule by rule, at each threshold and on either side of it."""
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -10,8 +9,10 @@ from sentinel_assets.contracts import (
     FLEET_COLUMNS,
     FLEET_DTYPES,
     FLEET_SCHEMA,
+    IDENTITY_COLUMNS,
     REASON_CODES,
-    REGION_CODES,
+    RECORD_ID_STRIDE,
+    REGION_TABLE,
     RecoveryDecision,
 )
 from sentinel_assets.defs.config import RecoverySettings
@@ -64,16 +65,23 @@ def success(**overrides) -> dict:
 
 
 def fleet(*devices: dict) -> pl.DataFrame:
-    """Devices as a frame that satisfies the fleet contract, ids numbered per region."""
+    """Devices as a frame that satisfies the fleet contract, numbered within their region."""
+    described = [c for c in FLEET_COLUMNS if c not in {*IDENTITY_COLUMNS, "device_id"}]
+    codes = {r.name: r.code for r in REGION_TABLE}
+    numbers = {r.name: r.number for r in REGION_TABLE}
+    sequence = pl.int_range(pl.len(), dtype=pl.Int64).over("region")
     frame = (
-        pl.DataFrame(list(devices), schema={c: FLEET_DTYPES[c] for c in FLEET_COLUMNS[2:]})
-        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("region").alias("record_id"))
+        pl.DataFrame(list(devices), schema={c: FLEET_DTYPES[c] for c in described})
         .with_columns(
+            (pl.col("region").replace_strict(numbers) * RECORD_ID_STRIDE + sequence).alias(
+                "record_id"
+            ),
+            pl.col("region").alias("partition_key"),
             pl.format(
                 "SN-{}-{}",
-                pl.col("region").replace_strict(REGION_CODES),
-                pl.col("record_id").cast(pl.String).str.zfill(8),
-            ).alias("device_id")
+                pl.col("region").replace_strict(codes),
+                sequence.cast(pl.String).str.zfill(8),
+            ).alias("device_id"),
         )
         .select(FLEET_COLUMNS)
     )
@@ -159,7 +167,7 @@ def test_a_stuck_image_on_trial_still_needs_the_battery_to_roll_back():
 
 
 def test_the_boot_limit_is_configurable():
-    assert decision(on_trial(3), replace(POLICY, max_boot_attempts=4))[1] == "boot_check_running"
+    assert decision(on_trial(3), RecoveryPolicy(max_boot_attempts=4))[1] == "boot_check_running"
 
 
 # --- stale devices -------------------------------------------------------------------------
@@ -204,7 +212,7 @@ def test_a_non_retriable_failure_goes_to_triage_even_with_retries_left():
 
 
 def test_which_failure_kinds_are_retriable_is_config():
-    policy = replace(POLICY, retriable_failure_kinds=("download_timeout", "out_of_storage"))
+    policy = RecoveryPolicy(retriable_failure_kinds=["download_timeout", "out_of_storage"])
     assert decision(device(failure_kind="out_of_storage"), policy)[0] == "retry"
     assert decision(device(failure_kind="connection_lost"), policy)[0] == "manual_triage"
 
@@ -213,7 +221,7 @@ def test_which_failure_kinds_are_retriable_is_config():
     ("retry_count", "minutes"), [(0, 30), (1, 60), (2, 120), (5, 960), (6, 1440), (9, 1440)]
 )
 def test_retries_back_off_exponentially_up_to_a_day(retry_count, minutes):
-    policy = replace(POLICY, max_retries=10)
+    policy = RecoveryPolicy(max_retries=10)
     [next_attempt] = decide(device(retry_count=retry_count), policy=policy)["next_attempt_at"]
     assert next_attempt == AS_OF + timedelta(minutes=minutes)
 
@@ -235,7 +243,7 @@ def region(attempted: int, failures: int, pending_devices: int, name: str = "eu-
     )
 
 
-ABORT = replace(POLICY, abort_failure_rate=0.25, abort_min_attempted=100)
+ABORT = RecoveryPolicy(abort_failure_rate=0.25, abort_min_attempted=100)
 
 
 @pytest.mark.parametrize(
@@ -317,20 +325,23 @@ def test_a_triage_verdict_wins_over_a_hold_in_a_halted_region():
     ],
 )
 def test_an_invalid_policy_value_is_rejected_by_name(field, value):
-    with pytest.raises(ValueError, match=f"{field}={value!r}"):
-        replace(POLICY, **{field: value})
-    with pytest.raises(ValueError, match=f"{field}={value!r}"):
+    with pytest.raises(ValueError, match=field):
+        RecoveryPolicy(**{field: value})
+    with pytest.raises(ValueError, match=field):
         RecoverySettings(**{field: value})
 
 
 def test_an_unknown_failure_kind_is_rejected_by_name():
-    with pytest.raises(ValueError, match=r"unknown kind.*'flaky_wifi'"):
+    named = r"retriable_failure_kinds[\s\S]*unknown failure kind.*'flaky_wifi'"
+    with pytest.raises(ValueError, match=named):
         RecoverySettings(retriable_failure_kinds=["download_timeout", "flaky_wifi"])
 
 
-def test_the_dagster_settings_mirror_the_policy_defaults():
-    assert RecoverySettings().policy() == RecoveryPolicy()
-    assert set(RecoverySettings.model_fields) == set(RecoveryPolicy.__dataclass_fields__)
+def test_the_dagster_settings_are_the_policy_with_its_defaults_and_descriptions():
+    settings = RecoverySettings()
+    assert isinstance(settings, RecoveryPolicy)
+    assert settings.model_dump() == RecoveryPolicy().model_dump()
+    assert set(RecoverySettings.model_fields) == set(RecoveryPolicy.model_fields)
     assert all(f.description for f in RecoverySettings.model_fields.values())
 
 

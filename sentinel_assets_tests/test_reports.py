@@ -1,7 +1,9 @@
 """Reports for analysts: charts, report tables and the analyst queries, on a real warehouse."""
 
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +13,7 @@ import pytest
 
 from sentinel_assets import reports, warehouse
 from sentinel_assets.contracts import ASSET_CONTRACTS
+from sentinel_assets.defs.assets import REPORT_GROUP
 from sentinel_assets.validation import check_contract
 
 REGIONS = ("af-south", "eu-west")  # with the default biases af-south halts, eu-west runs
@@ -26,25 +29,26 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> tuple[Path, list[dg.ExecuteInProcessResult]]:
+def pipeline(
+    tmp_path_factory, definitions: dg.Definitions
+) -> tuple[Path, list[dg.ExecuteInProcessResult]]:
     """The fleet of two regions and the reports, materialized into a private data folder."""
     home = tmp_path_factory.mktemp("sentinel")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SENTINEL_HOME", str(home))
         env.setenv("SENTINEL_DEVICES_PER_REGION", str(DEVICES))
-        from sentinel_assets.definitions import defs
         from sentinel_assets.defs.resources import build_resources
 
         results = []
         with dg.DagsterInstance.ephemeral() as instance:
             for region in REGIONS:
                 results.append(
-                    defs.resolve_job_def("fleet_refresh").execute_in_process(
+                    definitions.resolve_job_def("fleet_refresh").execute_in_process(
                         partition_key=region, instance=instance, resources=build_resources(home)
                     )
                 )
             results.append(
-                defs.resolve_job_def("regional_report").execute_in_process(
+                definitions.resolve_job_def("regional_report").execute_in_process(
                     instance=instance, resources=build_resources(home)
                 )
             )
@@ -145,7 +149,9 @@ def test_failure_clusters_rank_and_share_within_each_region(conn):
 def test_the_triage_queue_counts_every_quarantined_record_and_triaged_device(conn):
     queue = conn.table("triage_queue").pl()
     sizes = queue.group_by("region", "source").agg(pl.col("queue_records").first())
-    quarantined = dict(conn.sql("SELECT partition, count(*) FROM quarantine GROUP BY 1").fetchall())
+    quarantined = dict(
+        conn.sql("SELECT partition_key, count(*) FROM quarantine GROUP BY 1").fetchall()
+    )
     triaged = dict(
         conn.sql(
             "SELECT region, count(*) FROM recovery_decisions WHERE action = 'manual_triage' "
@@ -245,15 +251,20 @@ def _only_comments(sql: str) -> bool:
     return all(line.strip().startswith("--") or not line.strip() for line in sql.splitlines())
 
 
-@pytest.mark.skipif(shutil.which("duckdb") is None, reason="no duckdb command-line client")
+def duckdb_cli() -> str | None:
+    """The `duckdb` command the dev extra installs next to this interpreter, else PATH's."""
+    beside = Path(sys.executable).with_name("duckdb")
+    return str(beside) if beside.exists() else shutil.which("duckdb")
+
+
+@pytest.mark.skipif(duckdb_cli() is None, reason="no duckdb CLI (the dev extra installs one)")
 def test_the_analyst_file_runs_unchanged_in_the_duckdb_cli(pipeline):
+    """The CLI may be older than the Python package (the dev extra pins duckdb-cli 1.5): the
+    warehouse's storage compatibility setting is what lets it open the file."""
     home, _ = pipeline
-    cli_version = subprocess.run(["duckdb", "--version"], capture_output=True, text=True).stdout
-    if duckdb.__version__ not in cli_version:
-        pytest.skip(f"duckdb CLI {cli_version.strip()} != Python duckdb {duckdb.__version__}")
     sql = warehouse.read_sql(reports.ANALYSIS_QUERIES_FILE)
     run = subprocess.run(
-        ["duckdb", "-readonly", str(home / "warehouse.duckdb")],
+        [duckdb_cli(), "-readonly", str(home / "warehouse.duckdb")],
         input=sql,
         capture_output=True,
         text=True,
@@ -277,3 +288,45 @@ def test_the_outcome_summary_gives_the_demo_its_closing_lines(conn):
     assert summary.status.filter(pl.col("status") == "partial")["after"].to_list() == [0]
     assert summary.halted["region"].to_list() == ["af-south"]
     assert summary.halted["summary"][0].startswith("halted: ")
+
+
+def tables_read_by(sql: str) -> set[str]:
+    """The base tables a query reads, from DuckDB's own parse tree (its CTEs left out)."""
+    with duckdb.connect() as conn:
+        [(tree,)] = conn.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()
+    parsed = json.loads(tree)
+    assert not parsed["error"], parsed
+
+    def walk(node, tables: set[str], ctes: set[str]) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "BASE_TABLE":
+                tables.add(node["table_name"])
+            for entry in node.get("cte_map", {}).get("map", []):
+                ctes.add(entry["key"])
+            for value in node.values():
+                walk(value, tables, ctes)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, tables, ctes)
+
+    tables: set[str] = set()
+    ctes: set[str] = set()
+    walk(parsed, tables, ctes)
+    return tables - ctes
+
+
+def test_each_report_assets_deps_are_the_tables_its_sql_reads(definitions):
+    graph = definitions.resolve_asset_graph()
+    reports_group = [
+        key for key in graph.get_all_asset_keys() if graph.get(key).group_name == REPORT_GROUP
+    ]
+    assert reports_group
+    for key in reports_group:
+        name = key.to_user_string()
+        deps = {parent.to_user_string() for parent in graph.get(key).parent_keys}
+        assert deps == tables_read_by(warehouse.read_sql(f"{name}.sql")), name
+
+
+def test_the_sql_parser_sees_through_ctes_and_joins():
+    sql = "WITH a AS (SELECT 1 FROM quarantine) SELECT * FROM a JOIN sanitized_fleet USING (x)"
+    assert tables_read_by(sql) == {"quarantine", "sanitized_fleet"}

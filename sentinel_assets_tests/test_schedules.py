@@ -14,8 +14,8 @@ import duckdb
 import pytest
 
 from sentinel_assets.contracts import REGIONS
-from sentinel_assets.definitions import defs
-from sentinel_assets.defs.resources import CATALOG_FILE, build_resources
+from sentinel_assets.definitions import defs  # module helpers; tests take `definitions`
+from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.defs.schedules import (
     BACKFILL_TAG,
     CRON_ENV,
@@ -24,6 +24,7 @@ from sentinel_assets.defs.schedules import (
     build_refresh_schedule,
     regional_report_after_refresh,
 )
+from sentinel_assets.paths import CATALOG_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -31,7 +32,7 @@ TICK = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
 
 def evaluate_report_sensor(instance: dg.DagsterInstance, cursor: str | None = None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs())
     return regional_report_after_refresh(context)
 
 
@@ -47,8 +48,10 @@ def add_region_run(
     return instance.add_run(run)
 
 
-def test_the_schedule_is_defined_stopped_and_daily_by_default(monkeypatch: pytest.MonkeyPatch):
-    schedule = defs.get_repository_def().get_schedule_def("fleet_refresh_schedule")
+def test_the_schedule_is_defined_stopped_and_daily_by_default(
+    definitions: dg.Definitions, monkeypatch: pytest.MonkeyPatch
+):
+    schedule = definitions.get_repository_def().get_schedule_def("fleet_refresh_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert schedule.job_name == "fleet_refresh"
     monkeypatch.delenv(CRON_ENV, raising=False)
@@ -64,11 +67,10 @@ def test_the_cron_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
         build_refresh_schedule()
 
 
-def test_a_tick_requests_one_run_per_region():
-    schedule = defs.get_repository_def().get_schedule_def("fleet_refresh_schedule")
-    context = dg.build_schedule_context(
-        scheduled_execution_time=TICK, repository_def=defs.get_repository_def()
-    )
+def test_a_tick_requests_one_run_per_region(definitions: dg.Definitions):
+    repository = definitions.get_repository_def()
+    schedule = repository.get_schedule_def("fleet_refresh_schedule")
+    context = dg.build_schedule_context(scheduled_execution_time=TICK, repository_def=repository)
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == list(REGIONS)
     assert len({r.run_key for r in requests}) == 8
@@ -102,6 +104,15 @@ def test_a_failed_region_withholds_the_report(instance):
     assert "eu-west did not succeed" in result.skip_reason.skip_message
 
 
+def test_a_tick_waits_for_a_region_that_has_no_run_yet(instance):
+    tags = {REFRESH_TAG: "2026-11-23T03:00Z", REFRESH_SIZE_TAG: "8"}
+    for region in REGIONS[1:]:
+        add_region_run(instance, region, dg.DagsterRunStatus.SUCCESS, tags)
+    result = evaluate_report_sensor(instance)
+    assert result.run_requests == []
+    assert result.skip_reason.skip_message == "schedule:2026-11-23T03:00Z wait"
+
+
 def run_cli(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(
         [str(DAGSTER), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
@@ -112,7 +123,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
 
 @pytest.mark.slow
 def test_a_command_line_backfill_of_two_regions_then_the_report(
-    sentinel_home: Path, monkeypatch: pytest.MonkeyPatch
+    definitions: dg.Definitions, sentinel_home: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """The README's form: `dagster job backfill` queues exactly the chosen regions; the daemon
     (stood in for here: its runs take minutes) runs them; the sensor then asks for the report,
@@ -150,7 +161,7 @@ def test_a_command_line_backfill_of_two_regions_then_the_report(
         # What the daemon does with the queue, in process: the same partitions, same backfill.
         for run in queued:
             instance.delete_run(run.run_id)
-            result = defs.resolve_job_def("fleet_refresh").execute_in_process(
+            result = definitions.resolve_job_def("fleet_refresh").execute_in_process(
                 partition_key=run.tags["dagster/partition"],
                 instance=instance,
                 resources=build_resources(sentinel_home),
@@ -176,7 +187,7 @@ def test_a_command_line_backfill_of_two_regions_then_the_report(
     assert regions == [("eu-west",), ("us-east",)]
 
 
-def test_dagster_yaml_loads_with_run_and_pool_limits(tmp_path: Path):
+def test_dagster_yaml_loads_with_run_and_pool_limits(definitions: dg.Definitions, tmp_path: Path):
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
         config = instance.get_concurrency_config()
@@ -184,6 +195,6 @@ def test_dagster_yaml_loads_with_run_and_pool_limits(tmp_path: Path):
         assert config.pool_config.default_pool_limit == 1
         assert instance.run_retries_enabled
         assert not instance.run_retries_retry_on_asset_or_op_failure
-    graph = defs.resolve_asset_graph()
+    graph = definitions.resolve_asset_graph()
     for key in dg.AssetSelection.groups("reports").resolve(graph):
         assert graph.get(key).pools == {"duckdb_catalog"}, key

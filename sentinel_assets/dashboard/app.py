@@ -398,4 +398,5 @@ def main() -> None:
         st.error(str(error))
 
 
-main()
+if __name__ == "__main__":  # `streamlit run` and AppTest run the script as __main__
+    main()

@@ -20,21 +20,15 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from sentinel_assets import warehouse
+from sentinel_assets import paths, warehouse
 from sentinel_assets.contracts import OUTCOME_STATUSES, UPDATE_STATUSES
 
-CATALOG_FILE = "warehouse.duckdb"
-TABLES_DIR = "tables"
-DEFAULT_HOME = ".sentinel"
 # The pipeline's default snapshot time (`SimulationSettings.as_of`); decisions depend on it
 # through the staleness rule. `SENTINEL_AS_OF` overrides it for a warehouse built with another.
 DEFAULT_AS_OF = "2026-11-01T00:00:00+00:00"
 LOCK_RETRY_SECONDS = 10.0
-# The quarantine table names the region shard a record is stored in.
-# TODO after merge: main renames quarantine's `partition` to `partition_key`; then drop the
-# fallback in `quarantine_shard_column`.
+# Every partitioned table names the region shard a record is stored in.
 SHARD_COLUMN = "partition_key"
-LEGACY_SHARD_COLUMN = "partition"
 
 
 class WarehouseError(Exception):
@@ -42,12 +36,8 @@ class WarehouseError(Exception):
 
 
 def warehouse_path() -> Path:
-    """Where the pipeline keeps its catalog: `$SENTINEL_HOME/warehouse.duckdb`.
-
-    TODO after merge: `return paths.data_home() / paths.CATALOG_FILE` (sentinel_assets.paths).
-    """
-    home = Path(os.environ.get("SENTINEL_HOME") or DEFAULT_HOME).expanduser().resolve()
-    return home / CATALOG_FILE
+    """Where the pipeline keeps its catalog: `$SENTINEL_HOME/warehouse.duckdb`."""
+    return paths.catalog_path()
 
 
 def default_as_of() -> datetime:
@@ -71,7 +61,7 @@ def read_only(
     if path.is_dir():
         raise WarehouseError(
             f"{path} is a folder, not a warehouse file: point SENTINEL_HOME at "
-            f"the folder that holds {CATALOG_FILE}."
+            f"the folder that holds {paths.CATALOG_FILE}."
         )
     if not path.exists():
         raise WarehouseError(
@@ -194,7 +184,7 @@ def region_overview(path: Path) -> pl.DataFrame:
     )
     frame = (
         devices.join(quarantined, on="region", how="full", coalesce=True)
-        .join(campaigns.drop("devices"), on="region", how="left")
+        .join(campaigns.drop("devices", SHARD_COLUMN, strict=False), on="region", how="left")
         .join(status, on="region", how="left")
         .with_columns(pl.col("devices", "quarantined").fill_null(0))
         .with_columns(
@@ -222,26 +212,11 @@ def region_overview(path: Path) -> pl.DataFrame:
     return frame.select(*first, pl.exclude(*first, "halted")).sort("region")
 
 
-def quarantine_shard_column(path: Path) -> str:
-    """`partition_key` (TODO after merge: always; the fallback reads a pre-rename warehouse)."""
-    columns = query(
-        path,
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'quarantine'",
-        tables=["quarantine"],
-    )["column_name"].to_list()
-    return (
-        SHARD_COLUMN
-        if SHARD_COLUMN in columns or LEGACY_SHARD_COLUMN not in columns
-        else (LEGACY_SHARD_COLUMN)
-    )
-
-
 def quarantine_counts(path: Path) -> pl.DataFrame:
     """Quarantined records per region shard."""
-    shard = quarantine_shard_column(path)
     return query(
         path,
-        f'SELECT "{shard}" AS region, count(*) AS quarantined FROM quarantine GROUP BY 1',
+        f"SELECT {SHARD_COLUMN} AS region, count(*) AS quarantined FROM quarantine GROUP BY 1",
         tables=["quarantine"],
     )
 
@@ -249,9 +224,8 @@ def quarantine_counts(path: Path) -> pl.DataFrame:
 def quarantine_records(path: Path) -> pl.DataFrame:
     """Every quarantined record with its original values, its region shard as `region_shard`
     first (the record's own `region` value may be the broken one) and its reason codes."""
-    shard = quarantine_shard_column(path)
     frame = read_table(path, "quarantine")
-    return frame.rename({shard: "region_shard"}).select(
+    return frame.rename({SHARD_COLUMN: "region_shard"}).select(
         "region_shard", "reasons", pl.exclude("region_shard", "reasons")
     )
 
@@ -286,7 +260,7 @@ def last_materialized(path: Path) -> pl.DataFrame:
     """When each region's shards were last written (one row per asset and region) and when
     the catalog file itself (views, report tables) was: file times, no Dagster needed."""
     rows: list[dict[str, object]] = []
-    tables_root = Path(path).parent / TABLES_DIR
+    tables_root = paths.tables_root(Path(path).parent)
     for shard in sorted(tables_root.glob("*/region=*.parquet")):
         rows.append(
             {
@@ -309,7 +283,7 @@ def _mtime(file: Path) -> datetime:
 
 def data_version(path: Path) -> tuple[float, ...]:
     """Changes whenever the pipeline writes a shard or the catalog: a cache key."""
-    tables_root = Path(path).parent / TABLES_DIR
+    tables_root = paths.tables_root(Path(path).parent)
     files = [Path(path), *sorted(tables_root.glob("*/region=*.parquet"))]
     return tuple(f.stat().st_mtime_ns for f in files if f.exists())
 

@@ -10,15 +10,16 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 import polars as pl
 
-from sentinel_assets import outcomes, reports, warehouse
+from sentinel_assets import outcomes, quality, reports, warehouse
 from sentinel_assets.chaos import inject_faults
 from sentinel_assets.defs import checks
 from sentinel_assets.defs.checks import contract_spec, region_spec
 from sentinel_assets.defs.config import region_seed
-from sentinel_assets.defs.metadata import dashboard_link, markdown
+from sentinel_assets.defs.metadata import contract_metadata, dashboard_link, markdown
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
 from sentinel_assets.generate import generate_fleet
+from sentinel_assets.quality import quarantine_rate
 from sentinel_assets.recovery import (
     action_counts,
     campaign_health,
@@ -43,7 +44,7 @@ def report_asset(deps: list[str]) -> Callable[[Callable[..., object]], dg.Assets
         return dg.asset(
             deps=deps,
             check_specs=[contract_spec(build.__name__, partitioned=False)],
-            metadata=dashboard_link(build.__name__),
+            metadata={**contract_metadata(build.__name__), **dashboard_link(build.__name__)},
             group_name=REPORT_GROUP,
             pool="duckdb_catalog",
             kinds={"duckdb", "sql"},
@@ -67,7 +68,7 @@ def fleet_asset(
         return dg.asset(
             partitions_def=region_partitions,
             check_specs=[contract_spec(build.__name__), *more_checks],
-            metadata=dashboard_link(build.__name__),
+            metadata={**contract_metadata(build.__name__), **dashboard_link(build.__name__)},
             group_name=FLEET_GROUP,
             kinds={"polars", "parquet"},
             retry_policy=TRANSIENT_RETRY,
@@ -86,7 +87,7 @@ def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> 
         sim.devices_per_region,
         seed=sim.seed,
         as_of=sim.as_of_utc(),
-        profile=sim.profile(),
+        profile=sim,
     )
     yield dg.Output(
         fleet,
@@ -104,11 +105,13 @@ def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> 
         "corrupted_fleet": dg.AssetOut(
             description="The raw fleet with faults injected: what the field really sends. "
             "Readings are text here, so values like 'N/A' or '87%' can exist.",
+            metadata=contract_metadata("corrupted_fleet"),
             kinds={"polars", "parquet"},
         ),
         "chaos_ledger": dg.AssetOut(
             description="Every fault the chaos injector put in: record id, column, kind "
             "and injected value, so containment can be proven downstream.",
+            metadata=contract_metadata("chaos_ledger"),
             kinds={"polars", "parquet"},
         ),
     },
@@ -153,14 +156,14 @@ def chaos_injection(
         "sanitized_fleet": dg.AssetOut(
             description="Records that satisfy the fleet contract, cast to strict types. "
             "Everything downstream trusts these.",
+            metadata={**contract_metadata("sanitized_fleet"), **dashboard_link("sanitized_fleet")},
             kinds={"polars", "parquet"},
-            metadata=dashboard_link("sanitized_fleet"),
         ),
         "quarantine": dg.AssetOut(
             description="The manual-triage queue: every record that broke the contract, "
             "with its original values and one reason code (column:rule) per broken rule.",
+            metadata={**contract_metadata("quarantine"), **dashboard_link("quarantine")},
             kinds={"polars", "parquet"},
-            metadata=dashboard_link("quarantine"),
         ),
     },
     ins={"chaos_ledger": dg.AssetIn(metadata={"columns": ["record_id"]})},
@@ -171,9 +174,9 @@ def chaos_injection(
     check_specs=[
         contract_spec("sanitized_fleet"),
         contract_spec("quarantine"),
-        region_spec("sanitized_fleet", checks.records_conserved, ["corrupted_fleet"]),
-        region_spec("sanitized_fleet", checks.quarantine_rate_within_gate),
-        region_spec("quarantine", checks.faults_contained, ["chaos_ledger"]),
+        region_spec("sanitized_fleet", quality.records_conserved, ["corrupted_fleet"]),
+        region_spec("sanitized_fleet", quality.quarantine_rate_within_gate),
+        region_spec("quarantine", quality.faults_contained, ["chaos_ledger"]),
     ],
     partitions_def=region_partitions,
     group_name=FLEET_GROUP,
@@ -186,8 +189,8 @@ def sanitization(
     settings: SentinelSettings,
 ) -> Iterator[StepEvent]:
     """Splits the corrupted fleet by the contract; never drops and never halts on a record."""
-    sanitized, quarantine = split_fleet(corrupted_fleet, context.partition_key)
-    rate = quarantine.height / corrupted_fleet.height if corrupted_fleet.height else 0.0
+    sanitized, quarantine = split_fleet(corrupted_fleet)
+    rate = quarantine_rate(quarantine.height, sanitized.height)
     reasons = reason_counts(quarantine)
     yield dg.Output(
         sanitized,
@@ -211,23 +214,34 @@ def sanitization(
     )
     yield checks.contract(sanitized, "sanitized_fleet")
     yield checks.contract(quarantine, "quarantine")
-    yield checks.records_conserved(corrupted_fleet, sanitized, quarantine)
-    yield checks.quarantine_rate_within_gate(
-        sanitized, quarantine, settings.gates.max_quarantine_rate
+    yield checks.verdict(
+        "sanitized_fleet", quality.records_conserved, corrupted_fleet, sanitized, quarantine
     )
-    yield checks.faults_contained(quarantine, chaos_ledger)
+    yield checks.verdict(
+        "sanitized_fleet",
+        quality.quarantine_rate_within_gate,
+        sanitized,
+        quarantine,
+        settings.gates.max_quarantine_rate,
+    )
+    yield checks.verdict("quarantine", quality.faults_contained, quarantine, chaos_ledger)
 
 
-@fleet_asset(region_spec("recovery_decisions", checks.halt_holds_pending_updates))
+@fleet_asset(region_spec("recovery_decisions", quality.halt_holds_pending_updates))
 def recovery_decisions(
-    sanitized_fleet: pl.DataFrame, settings: SentinelSettings
+    sanitized_fleet: pl.DataFrame, campaign_status: pl.DataFrame, settings: SentinelSettings
 ) -> Iterator[StepEvent]:
     """One row per unhealthy device with the action to take (retry, rollback, defer,
     manual_triage, hold), the code of the policy rule that decided and the reason an operator
-    reads; retries carry their `next_attempt_at` (exponential backoff)."""
-    policy = settings.recovery.policy()
-    decisions = decide_recovery(sanitized_fleet, policy, as_of=settings.simulation.as_of_utc())
-    health = campaign_health(sanitized_fleet, policy)
+    reads; retries carry their `next_attempt_at` (exponential backoff). A region whose
+    `campaign_status` is halted holds its pending updates and retries."""
+    health = campaign_status
+    decisions = decide_recovery(
+        sanitized_fleet,
+        settings.recovery,
+        as_of=settings.simulation.as_of_utc(),
+        campaign=health,
+    )
     yield dg.Output(
         decisions,
         metadata={
@@ -240,10 +254,12 @@ def recovery_decisions(
         },
     )
     yield checks.contract(decisions, "recovery_decisions")
-    yield checks.halt_holds_pending_updates(decisions, health, sanitized_fleet)
+    yield checks.verdict(
+        "recovery_decisions", quality.halt_holds_pending_updates, decisions, health, sanitized_fleet
+    )
 
 
-@report_asset(deps=[recovery_decisions, "sanitized_fleet", "quarantine"])
+@report_asset(deps=["sanitized_fleet", "quarantine"])
 def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Regions ranked by their share of failed or partial devices, each with its quarantine
     rate and its worst upgrade paths (model, firmware) ranked by failures. SQL:
@@ -277,7 +293,7 @@ def campaign_status(
 ) -> Iterator[StepEvent]:
     """The region's campaign against the abort rule: devices that attempted the update, how
     many failed, the configured threshold and minimum, and whether the campaign is halted."""
-    status = campaign_health(sanitized_fleet, settings.recovery.policy())
+    status = campaign_health(sanitized_fleet, settings.recovery)
     halted = bool(status["halted"].any())
     yield dg.Output(
         status,
@@ -291,7 +307,7 @@ def campaign_status(
     yield checks.contract(status, "campaign_status")
 
 
-@fleet_asset(region_spec("recovery_outcomes", checks.outcomes_cover_the_fleet))
+@fleet_asset(region_spec("recovery_outcomes", quality.outcomes_cover_the_fleet))
 def recovery_outcomes(
     sanitized_fleet: pl.DataFrame, recovery_decisions: pl.DataFrame, settings: SentinelSettings
 ) -> Iterator[StepEvent]:
@@ -314,7 +330,9 @@ def recovery_outcomes(
         },
     )
     yield checks.contract(result, "recovery_outcomes")
-    yield checks.outcomes_cover_the_fleet(result, sanitized_fleet)
+    yield checks.verdict(
+        "recovery_outcomes", quality.outcomes_cover_the_fleet, result, sanitized_fleet
+    )
 
 
 def build_report(catalog: WarehouseCatalog, table: str) -> pl.DataFrame:
@@ -334,7 +352,7 @@ def chart_metadata(
     catalog: WarehouseCatalog, name: str, png: bytes, alt: str
 ) -> dict[str, dg.MetadataValue]:
     """A chart embedded in the asset page, and its PNG file in the data folder."""
-    path = reports.write_png(png, catalog.tables_root.parent / "reports" / f"{name}.png")
+    path = reports.write_png(png, catalog.reports_root / f"{name}.png")
     return {
         name: dg.MetadataValue.md(reports.markdown_image(png, alt)),
         f"{name}_file": dg.MetadataValue.path(str(path)),

@@ -1,10 +1,11 @@
-"""Asset checks: each asset's Pandera contract, plus conservation and containment.
+"""Asset checks: each asset's Pandera contract, plus the data-quality rules of `quality`.
 
 Every check runs inside the step that produced its asset (`check_specs`), on the frame still
 in memory: no step of its own, no second read of the shard. All are blocking: a failed check
 fails that step after its outputs are stored, so the shard can be inspected but nothing
-downstream of it runs, and the alert sensor raises it. Each check below is a spec (what the
-UI lists) and a function that evaluates it; the function's name and docstring are the check's.
+downstream of it runs, and the alert sensor raises it. The rules themselves are domain code
+(`sentinel_assets.quality`, `validation`); this module only declares them (a spec named and
+described by the rule) and reports their verdicts as check results.
 """
 
 import functools
@@ -19,6 +20,7 @@ import polars as pl
 from sentinel_assets.contracts import ASSET_CONTRACTS
 from sentinel_assets.defs.metadata import markdown
 from sentinel_assets.defs.partitions import region_partitions
+from sentinel_assets.quality import Verdict
 from sentinel_assets.validation import check_contract
 
 CONTRACT = "contract"
@@ -52,16 +54,35 @@ def contract_spec(asset: str, *, partitioned: bool = True) -> dg.AssetCheckSpec:
 
 
 def region_spec(
-    asset: str, check: Callable[..., dg.AssetCheckResult], additional_deps: Sequence[str] = ()
+    asset: str, rule: Callable[..., Verdict], additional_deps: Sequence[str] = ()
 ) -> dg.AssetCheckSpec:
-    """A blocking, per-region check named and described by the function that evaluates it."""
+    """A blocking, per-region check named and described by the quality rule it reports."""
     return dg.AssetCheckSpec(
-        check.__name__,
+        rule.__name__,
         asset=asset,
         blocking=True,
         partitions_def=region_partitions,
-        description=inspect.getdoc(check),
+        description=inspect.getdoc(rule),
         additional_deps=list(additional_deps),
+    )
+
+
+def verdict(
+    asset: str, rule: Callable[P, Verdict], *args: P.args, **kwargs: P.kwargs
+) -> dg.AssetCheckResult:
+    """Evaluate a quality rule and report its verdict as the result of the check it names."""
+    started = time.perf_counter()
+    outcome = rule(*args, **kwargs)
+    seconds = time.perf_counter() - started
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=rule.__name__,
+        passed=outcome.passed,
+        metadata={
+            **outcome.counts,
+            "example_ids": dg.MetadataValue.json(list(outcome.examples)),
+            "check_seconds": dg.MetadataValue.float(round(seconds, 4)),
+        },
     )
 
 
@@ -77,100 +98,4 @@ def contract(frame: pl.DataFrame, asset: str) -> dg.AssetCheckResult:
         metadata["examples"] = markdown(report.failure_cases, rows=10)
     return dg.AssetCheckResult(
         asset_key=asset, check_name=CONTRACT, passed=report.passed, metadata=metadata
-    )
-
-
-@timed
-def records_conserved(
-    corrupted_fleet: pl.DataFrame, sanitized_fleet: pl.DataFrame, quarantine: pl.DataFrame
-) -> dg.AssetCheckResult:
-    """Every corrupted record is in exactly one of sanitized_fleet and quarantine."""
-    sanitized_ids, quarantined_ids = sanitized_fleet["record_id"], quarantine["record_id"]
-    in_both = sanitized_ids.filter(sanitized_ids.is_in(quarantined_ids.implode()))
-    split = pl.concat([sanitized_ids, quarantined_ids])
-    lost = corrupted_fleet["record_id"].filter(~corrupted_fleet["record_id"].is_in(split.implode()))
-    passed = in_both.len() == 0 and lost.len() == 0 and split.len() == corrupted_fleet.height
-    return dg.AssetCheckResult(
-        asset_key="sanitized_fleet",
-        check_name="records_conserved",
-        passed=passed,
-        metadata={
-            "corrupted_records": corrupted_fleet.height,
-            "sanitized_records": sanitized_ids.len(),
-            "quarantined_records": quarantined_ids.len(),
-            "in_both": in_both.len(),
-            "lost": lost.len(),
-            "example_ids": dg.MetadataValue.json(pl.concat([in_both, lost]).head(10).to_list()),
-        },
-    )
-
-
-@timed
-def quarantine_rate_within_gate(
-    sanitized_fleet: pl.DataFrame, quarantine: pl.DataFrame, max_quarantine_rate: float
-) -> dg.AssetCheckResult:
-    """A shard with too many quarantined records is not trusted downstream."""
-    total = sanitized_fleet.height + quarantine.height
-    rate = quarantine.height / total if total else 0.0
-    return dg.AssetCheckResult(
-        asset_key="sanitized_fleet",
-        check_name="quarantine_rate_within_gate",
-        passed=rate <= max_quarantine_rate,
-        metadata={"quarantine_rate": round(rate, 4), "max_quarantine_rate": max_quarantine_rate},
-    )
-
-
-@timed
-def faults_contained(quarantine: pl.DataFrame, chaos_ledger: pl.DataFrame) -> dg.AssetCheckResult:
-    """Every record the chaos injector corrupted ended up in quarantine."""
-    faulty = chaos_ledger["record_id"].unique()
-    escaped = faulty.filter(~faulty.is_in(quarantine["record_id"].implode()))
-    return dg.AssetCheckResult(
-        asset_key="quarantine",
-        check_name="faults_contained",
-        passed=escaped.len() == 0,
-        metadata={
-            "corrupted_records": faulty.len(),
-            "escaped": escaped.len(),
-            "example_ids": dg.MetadataValue.json(escaped.head(10).to_list()),
-        },
-    )
-
-
-@timed
-def halt_holds_pending_updates(
-    recovery_decisions: pl.DataFrame, campaign: pl.DataFrame, sanitized_fleet: pl.DataFrame
-) -> dg.AssetCheckResult:
-    """A halted campaign holds every pending update; a running one holds none."""
-    halted = bool(campaign["halted"].any())
-    pending = int((sanitized_fleet["update_status"] == "pending").sum())
-    held_pending = recovery_decisions.filter(
-        (pl.col("update_status") == "pending") & (pl.col("action") == "hold")
-    ).height
-    held = int((recovery_decisions["action"] == "hold").sum())
-    return dg.AssetCheckResult(
-        asset_key="recovery_decisions",
-        check_name="halt_holds_pending_updates",
-        passed=held_pending == pending if halted else held == 0,
-        metadata={"halted": halted, "pending": pending, "held": held, "held_pending": held_pending},
-    )
-
-
-@timed
-def outcomes_cover_the_fleet(
-    recovery_outcomes: pl.DataFrame, sanitized_fleet: pl.DataFrame
-) -> dg.AssetCheckResult:
-    """Every sanitized device has exactly one outcome, and the before-counts are the fleet's."""
-    before = recovery_outcomes["status_before"].value_counts().sort("status_before")
-    fleet = sanitized_fleet["update_status"].value_counts().sort("update_status")
-    same_counts = before.rows() == fleet.rows()
-    return dg.AssetCheckResult(
-        asset_key="recovery_outcomes",
-        check_name="outcomes_cover_the_fleet",
-        passed=recovery_outcomes.height == sanitized_fleet.height and same_counts,
-        metadata={
-            "devices": sanitized_fleet.height,
-            "outcomes": recovery_outcomes.height,
-            "status_counts_match": same_counts,
-        },
     )

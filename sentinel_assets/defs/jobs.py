@@ -1,7 +1,6 @@
 import dagster as dg
 
 from sentinel_assets.defs.assets import FLEET_GROUP, REPORT_GROUP
-from sentinel_assets.defs.partitions import region_partitions
 
 # A region's steps run one after another and each is vectorized already; a subprocess per
 # step (Dagster's default) would add seconds of start-up to each of ~20 steps per region.
@@ -10,8 +9,7 @@ EXECUTOR = dg.in_process_executor
 
 fleet_refresh = dg.define_asset_job(
     "fleet_refresh",
-    selection=dg.AssetSelection.groups(FLEET_GROUP),
-    partitions_def=region_partitions,
+    selection=dg.AssetSelection.groups(FLEET_GROUP),  # partitioned by region, like its assets
     executor_def=EXECUTOR,
     description="One region's shard end to end: generate, corrupt, sanitize, decide.",
 )
@@ -25,6 +23,7 @@ regional_report = dg.define_asset_job(
 
 
 @dg.definitions
-def executor() -> dg.Definitions:
-    """Materializations launched from the asset graph run in process too."""
-    return dg.Definitions(executor=EXECUTOR)
+def jobs() -> dg.Definitions:
+    """The jobs, and the executor for materializations launched from the asset graph: in
+    process too."""
+    return dg.Definitions(jobs=[fleet_refresh, regional_report], executor=EXECUTOR)

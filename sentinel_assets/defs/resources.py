@@ -11,18 +11,16 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
-from sentinel_assets import warehouse
+from sentinel_assets import paths, warehouse
+from sentinel_assets.contracts import PARTITION_KEY
 from sentinel_assets.defs.config import (
     ChaosSettings,
-    QualityGates,
+    GateSettings,
     RecoverySettings,
     SimulationSettings,
-    data_home,
     env_int,
 )
 
-CATALOG_FILE = "warehouse.duckdb"
-TABLES_DIR = "tables"
 STORAGE_COMPATIBILITY = "v1.2.0"
 
 
@@ -33,7 +31,7 @@ class SentinelSettings(dg.ConfigurableResource):
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
-    gates: QualityGates = Field(default_factory=QualityGates)
+    gates: GateSettings = Field(default_factory=GateSettings)
 
 
 class WarehouseCatalog(DuckDBResource):
@@ -42,7 +40,12 @@ class WarehouseCatalog(DuckDBResource):
     @property
     def tables_root(self) -> Path:
         """Region shards live beside the catalog file, in the same data folder."""
-        return Path(self.database).parent / TABLES_DIR
+        return paths.tables_root(Path(self.database).parent)
+
+    @property
+    def reports_root(self) -> Path:
+        """So do the report charts."""
+        return paths.reports_root(Path(self.database).parent)
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -101,7 +104,13 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_partitions:
             raise dg.Failure(f"{context.asset_key.to_user_string()} must be region-partitioned")
         table = context.asset_key.path[-1]
-        path = self._path(context.asset_key, context.asset_partition_key)
+        partition = context.asset_partition_key
+        if PARTITION_KEY in obj.columns and (obj[PARTITION_KEY] != partition).any():
+            raise dg.Failure(
+                f"{table} rows for another partition than {partition!r} would be stored in its "
+                f"shard; every row's {PARTITION_KEY} must be the shard's partition key"
+            )
+        path = self._path(context.asset_key, partition)
         # A view is a glob over all regions' shards, so the catalog is written only when an
         # asset gets its first shard or the catalog file is new, not after every output.
         new_catalog = not Path(self.catalog.database).exists()
@@ -130,9 +139,8 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
 
 def build_resources(home: Path | None = None) -> dict[str, object]:
     """Resources rooted at one data folder (default `$SENTINEL_HOME`, else ./.sentinel)."""
-    home = home or data_home()
     catalog = WarehouseCatalog(
-        database=str(home / CATALOG_FILE),
+        database=str(paths.catalog_path(home)),
         # Readable by older `duckdb` command-line clients too, not only this Python package.
         connection_config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
     )

@@ -4,7 +4,8 @@ The schedule (off until a user turns it on) requests one `fleet_refresh` run per
 partition. A sensor then launches `regional_report` once every region run of that tick has
 succeeded, and does the same for a backfill of any subset of regions launched from the UI
 or with `dagster job backfill`. One report per refresh, only over shards that passed their
-blocking checks: a failed region withholds the report (its alert says why).
+blocking checks: a failed region withholds the report (its alert says why). The rule
+itself is `sentinel_assets.refresh.report_verdict`, shared with `sentinel demo`.
 
 Eager declarative automation on the report would instead fire on any partial update (also
 after a region whose blocking check failed) and never while any region is still missing.
@@ -20,6 +21,7 @@ import dagster as dg
 from sentinel_assets.defs.assets import REPORT_GROUP
 from sentinel_assets.defs.jobs import fleet_refresh, regional_report
 from sentinel_assets.defs.partitions import region_partitions
+from sentinel_assets.refresh import REPORT, WAIT, WITHHELD, RegionRun, report_verdict
 
 CRON_ENV = "SENTINEL_REFRESH_CRON"
 TIMEZONE_ENV = "SENTINEL_REFRESH_TIMEZONE"
@@ -27,7 +29,7 @@ DEFAULT_CRON = "0 3 * * *"  # daily, 03:00
 DEFAULT_TIMEZONE = "UTC"
 
 REFRESH_TAG = "sentinel/refresh"
-REFRESH_SIZE_TAG = "sentinel/refresh_size"
+REFRESH_SIZE_TAG = "sentinel/refresh_size"  # regions the tick requested, shown on each run
 AFTER_TAG = "sentinel/report_after"
 BACKFILL_TAG = "dagster/backfill"
 PARTITION_TAG = "dagster/partition"
@@ -85,9 +87,6 @@ def build_refresh_schedule(
         raise ValueError(f"{CRON_ENV}={cron!r} / {TIMEZONE_ENV}={timezone!r}: {error}") from None
 
 
-fleet_refresh_schedule = build_refresh_schedule()
-
-
 def refresh_group(run: dg.DagsterRun) -> str | None:
     """Which refresh a region run belongs to: a schedule tick or a backfill, if either."""
     if PARTITION_TAG not in run.tags:
@@ -107,34 +106,35 @@ def latest_by_partition(runs: Sequence[dg.DagsterRun]) -> dict[str, dg.DagsterRu
     return latest
 
 
+def region_run(run: dg.DagsterRun) -> RegionRun:
+    if not run.is_finished:
+        return RegionRun.RUNNING
+    return RegionRun.SUCCEEDED if run.is_success else RegionRun.FAILED
+
+
 def group_verdict(
     instance: dg.DagsterInstance,
     group: str,
     runs: Sequence[dg.DagsterRun],
     report_keys: set[dg.AssetKey],
 ) -> str:
-    """`report`, `wait`, `ignore` (the backfill makes its own report) or `withheld: ...`."""
-    latest = latest_by_partition(runs)
-    if any(not run.is_finished for run in latest.values()):
-        return "wait"
+    """`ignore` (the backfill makes its own report), `wait` or `withheld: backfill ...` from
+    the backfill's own state, else the refresh rule's verdict over its regions' latest runs."""
+    latest = {region: region_run(run) for region, run in latest_by_partition(runs).items()}
     kind, _, ident = group.partition(":")
     if kind == "schedule":
-        expected = int(next(iter(latest.values())).tags.get(REFRESH_SIZE_TAG, len(latest)))
-        if len(latest) < expected:
-            return "wait"
+        expected = region_partitions.get_partition_keys()
     else:
         backfill = instance.get_backfill(ident)
         if backfill is None or report_keys & set(backfill.asset_selection or []):
             return "ignore"
         status = backfill.status.value
         if status in BACKFILL_RUNNING:
-            return "wait"
+            return WAIT
         if status not in BACKFILL_DONE:
-            return f"withheld: backfill {status.lower()}"
-        if not set(backfill.partition_names or []) <= set(latest):
-            return "wait"
-    failed = sorted(region for region, run in latest.items() if not run.is_success)
-    return f"withheld: {', '.join(failed)} did not succeed" if failed else "report"
+            return f"{WITHHELD}: backfill {status.lower()}"
+        expected = backfill.partition_names or []
+    return report_verdict(expected, latest)
 
 
 def refresh_groups(runs: Sequence[dg.DagsterRun]) -> Mapping[str, list[dg.DagsterRun]]:
@@ -168,7 +168,7 @@ def regional_report_after_refresh(context: dg.SensorEvaluationContext) -> dg.Sen
         if group in reported:
             continue
         verdict = group_verdict(context.instance, group, members, report_keys)
-        if verdict == "report":
+        if verdict == REPORT:
             requests.append(
                 dg.RunRequest(run_key=f"regional_report/{group}", tags={AFTER_TAG: group})
             )
@@ -179,4 +179,15 @@ def regional_report_after_refresh(context: dg.SensorEvaluationContext) -> dg.Sen
         run_requests=requests,
         cursor=json.dumps(reported[-REPORTED_KEPT:]),
         skip_reason=None if requests else "; ".join(notes) or "no refresh waiting for its report",
+    )
+
+
+@dg.definitions
+def refresh_automation() -> dg.Definitions:
+    """The schedule (its cron and timezone read from the environment when the definitions
+    load, at each code-location reload, not when this module is imported) and the sensor that
+    follows each refresh with the report. A module with a `@dg.definitions` function
+    contributes only what the function returns."""
+    return dg.Definitions(
+        schedules=[build_refresh_schedule()], sensors=[regional_report_after_refresh]
     )

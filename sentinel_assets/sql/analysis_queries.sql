@@ -4,6 +4,9 @@
 -- (sanitized_fleet, quarantine, recovery_decisions, recovery_outcomes, ...) and the report
 -- tables (failure_clusters, campaign_report, ...) that `make demo` materializes.
 -- Each query starts with its question (`-- Q:`) and the columns it returns (`-- columns:`).
+-- Join the region-partitioned tables on `record_id` alone: it is unique across the whole
+-- warehouse (region number x 10^12 + the record's sequence in its region). `partition_key` is
+-- the region shard a row is stored in, and is never corrupted (unlike `region`).
 
 -- Q: How many devices are in each update status, fleet-wide, as the campaign stands?
 -- columns: update_status, devices
@@ -129,3 +132,24 @@ FROM recovery_outcomes
 WHERE action IN ('retry', 'rollback')
 GROUP BY region, action
 ORDER BY region, action;
+
+-- Q: Which injected faults did the sanitizer catch, traced from the chaos ledger to the quarantined record on the record key?
+-- columns: fault_kind, faults, quarantined, contained_pct, same_shard
+SELECT
+    l.fault_kind,
+    count(*) AS faults,
+    count(q.record_id) AS quarantined,
+    round(100 * count(q.record_id) / count(*), 1) AS contained_pct,
+    count(*) FILTER (WHERE q.partition_key = l.partition_key) AS same_shard
+FROM chaos_ledger AS l
+LEFT JOIN quarantine AS q USING (record_id)
+GROUP BY l.fault_kind
+ORDER BY faults DESC, l.fault_kind;
+
+-- Q: How did the devices end up after each action the policy took (decisions joined to outcomes on the record key)?
+-- columns: action, status_after, devices
+SELECT d.action, o.status_after, count(*) AS devices
+FROM recovery_decisions AS d
+JOIN recovery_outcomes AS o USING (record_id)
+GROUP BY d.action, o.status_after
+ORDER BY d.action, devices DESC, o.status_after;

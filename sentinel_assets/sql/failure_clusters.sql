@@ -10,16 +10,16 @@ WITH clusters AS (
         firmware_to,
         count(*) AS devices,
         count(*) FILTER (WHERE update_status = 'failed') AS failed,
-        count(*) FILTER (WHERE update_status = 'partial') AS partial
+        count(*) FILTER (WHERE update_status = 'partial') AS partial,
+        count(*) FILTER (WHERE is_unhealthy(update_status)) AS failures
     FROM sanitized_fleet
     GROUP BY region, model, firmware_from, firmware_to
 ),
 measured AS (
     SELECT
         *,
-        failed + partial AS failures,
-        (failed + partial) / devices AS failure_rate,
-        sum(failed + partial) OVER (PARTITION BY region) AS region_failures
+        failures / devices AS failure_rate,
+        sum(failures) OVER (PARTITION BY region) AS region_failures
     FROM clusters
 )
 SELECT

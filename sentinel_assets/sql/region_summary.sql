@@ -6,9 +6,9 @@ WITH trusted AS (
     GROUP BY region
 ),
 triage AS (
-    SELECT partition AS region, count(*) AS quarantined
+    SELECT partition_key AS region, count(*) AS quarantined
     FROM quarantine
-    GROUP BY partition
+    GROUP BY partition_key
 ),
 actions AS (
     SELECT
@@ -35,7 +35,7 @@ SELECT
     b.region_rank,
     t.devices,
     coalesce(q.quarantined, 0) AS quarantined,
-    coalesce(q.quarantined, 0) / (t.devices + coalesce(q.quarantined, 0)) AS quarantine_rate,
+    quarantine_rate(coalesce(q.quarantined, 0), t.devices) AS quarantine_rate,
     coalesce(a.retry, 0) AS retry,
     coalesce(a.rollback, 0) AS rollback,
     coalesce(a.defer, 0) AS defer,

@@ -7,14 +7,15 @@ WITH region_health AS (
         region,
         count(*) AS devices,
         count(*) FILTER (WHERE update_status = 'failed') AS failed,
-        count(*) FILTER (WHERE update_status = 'partial') AS partial
+        count(*) FILTER (WHERE update_status = 'partial') AS partial,
+        count(*) FILTER (WHERE is_unhealthy(update_status)) AS unhealthy
     FROM sanitized_fleet
     GROUP BY region
 ),
 region_quarantine AS (
-    SELECT partition AS region, count(*) AS quarantined
+    SELECT partition_key AS region, count(*) AS quarantined
     FROM quarantine
-    GROUP BY partition
+    GROUP BY partition_key
 ),
 ranked_regions AS (
     SELECT
@@ -22,10 +23,10 @@ ranked_regions AS (
         h.devices,
         h.failed,
         h.partial,
-        (h.failed + h.partial) / h.devices AS unhealthy_rate,
+        h.unhealthy / h.devices AS unhealthy_rate,
         coalesce(q.quarantined, 0) AS quarantined,
-        coalesce(q.quarantined, 0) / (h.devices + coalesce(q.quarantined, 0)) AS quarantine_rate,
-        RANK() OVER (ORDER BY (h.failed + h.partial) / h.devices DESC) AS region_rank
+        quarantine_rate(coalesce(q.quarantined, 0), h.devices) AS quarantine_rate,
+        RANK() OVER (ORDER BY h.unhealthy / h.devices DESC) AS region_rank
     FROM region_health AS h
     LEFT JOIN region_quarantine AS q USING (region)
 ),
@@ -36,7 +37,7 @@ clusters AS (
         firmware_from,
         firmware_to,
         count(*) AS cluster_devices,
-        count(*) FILTER (WHERE update_status IN ('failed', 'partial')) AS cluster_failures
+        count(*) FILTER (WHERE is_unhealthy(update_status)) AS cluster_failures
     FROM sanitized_fleet
     GROUP BY region, model, firmware_from, firmware_to
 ),

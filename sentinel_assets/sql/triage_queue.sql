@@ -4,7 +4,7 @@
 -- of the policy rule that sent it). share_of_queue = records with the code / records of the
 -- region's queue from that source.
 WITH quarantine_codes AS (
-    SELECT partition AS region, record_id, unnest(reasons) AS reason_code
+    SELECT partition_key AS region, record_id, unnest(reasons) AS reason_code
     FROM quarantine
 ),
 recovery_codes AS (

@@ -13,18 +13,16 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from sentinel_assets import warehouse
-from sentinel_assets.contracts import REGIONS
-from sentinel_assets.defs.config import data_home
-from sentinel_assets.defs.resources import CATALOG_FILE
-from sentinel_assets.live import wants_live_view, watch_demo
-from sentinel_assets.orchestrate import (
+from sentinel_assets import paths, warehouse
+from sentinel_assets.cli.live import wants_live_view, watch_demo
+from sentinel_assets.cli.orchestrate import (
     RunOutcome,
     prepare_instance_home,
     run_fleet,
     worker_pool,
 )
-from sentinel_assets.progress import DEMO_TAG
+from sentinel_assets.cli.progress import DEMO_TAG
+from sentinel_assets.contracts import REGIONS
 from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
 # Piped output (CI, logs) gets a wide, colourless table instead of a truncated 80 columns.
@@ -125,7 +123,7 @@ def demo(args: argparse.Namespace) -> int:
         if args.devices_per_region < 0:
             raise UsageError("--devices-per-region must be >= 0")
         os.environ["SENTINEL_DEVICES_PER_REGION"] = str(args.devices_per_region)
-    home = data_home()
+    home = paths.data_home()
     demo_id = uuid.uuid4().hex
     console.print(
         f"[bold]Sentinel[/] materializing {len(regions)} region(s), {args.parallel} at a time"
@@ -158,16 +156,16 @@ def demo(args: argparse.Namespace) -> int:
         return 1
     if not fleet.report.success:
         return 1
-    print_results(home / CATALOG_FILE)
+    print_results(paths.catalog_path(home))
     console.print(
         f"Finished in {elapsed:.1f} s. Query the warehouse: "
-        f"duckdb {home / CATALOG_FILE}   |   see the runs: make ui"
+        f"duckdb {paths.catalog_path(home)}   |   see the runs: make ui"
     )
     return 0
 
 
 def summary(args: argparse.Namespace) -> int:
-    print_results(data_home() / CATALOG_FILE)
+    print_results(paths.catalog_path())
     return 0
 
 

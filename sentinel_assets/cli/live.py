@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from sentinel_assets.progress import DemoProgress, RegionProgress, State
+from sentinel_assets.cli.progress import DemoProgress, RegionProgress, State
 
 STEP_WIDTH = len("status_before_after")  # the longest step name
 STATE_STYLES = {

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from sentinel_assets.contracts import REGIONS, validate_region
-from sentinel_assets.defs.config import data_home
+from sentinel_assets import paths
+from sentinel_assets.contracts import validate_region
+from sentinel_assets.refresh import REPORT, RegionRun, report_verdict
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -42,8 +43,10 @@ telemetry:
 
 
 def instance_home() -> Path:
-    """`DAGSTER_HOME`, defaulting to a folder inside the data folder, with a dagster.yaml."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_home() / "dagster")))
+    """`DAGSTER_HOME` (default: inside the data folder), with a dagster.yaml. Set in the
+    environment, so this process's Dagster and the workers it spawns open the same one."""
+    home = paths.dagster_home()
+    os.environ[paths.DAGSTER_HOME_ENV] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -63,7 +66,9 @@ def prepare_instance_home() -> Path:
 def load_definitions() -> None:
     """Run first in each worker: the imports (Dagster, Polars, Pandera, the definitions)
     overlap with the instance set-up in the parent instead of following it."""
-    from sentinel_assets.definitions import defs  # noqa: F401
+    from sentinel_assets.definitions import defs
+
+    defs()
 
 
 def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
@@ -85,8 +90,9 @@ def run_job(
     """Run one job (one partition) in this process against the persistent instance."""
     from sentinel_assets.definitions import defs
 
+    job = defs().resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(job_name).execute_in_process(
+        result = job.execute_in_process(
             partition_key=partition_key,
             instance=instance,
             run_config=QUIET_LOGS,
@@ -157,7 +163,6 @@ def run_fleet(
     regions: Sequence[str],
     parallel: int,
     *,
-    report: bool = True,
     tags: Mapping[str, str] | None = None,
     on_done: Callable[[RunOutcome], None] | None = None,
     on_poll: Callable[[], None] | None = None,
@@ -165,41 +170,24 @@ def run_fleet(
     pool: ProcessPoolExecutor | None = None,
 ) -> FleetOutcome:
     """One `fleet_refresh` run per region, `parallel` at a time (in `pool`, else a new
-    `worker_pool`), then (when every region succeeded and `report`) the `regional_report`
-    run in an already warm worker. `on_poll` is called every `poll_seconds` from this process
-    while runs go (the live view)."""
+    `worker_pool`), then, once every region succeeded (`refresh.report_verdict`), the
+    `regional_report` run in an already warm worker. `on_poll` is called every
+    `poll_seconds` from this process while runs go (the live view)."""
     for region in regions:
         validate_region(region)
     if pool is None:
         with worker_pool(parallel) as new_pool:
             return run_fleet(
-                regions, parallel, report=report, tags=tags, on_done=on_done,
+                regions, parallel, tags=tags, on_done=on_done,
                 on_poll=on_poll, poll_seconds=poll_seconds, pool=new_pool,
             )  # fmt: skip
     prepare_instance_home()
     futures = {pool.submit(run_job, "fleet_refresh", region, tags): region for region in regions}
     outcomes = _await_runs(futures, on_done, on_poll, poll_seconds)
     ordered = [outcomes[region] for region in regions]
-    if not report or not all(o.success for o in ordered):
+    latest = {o.label: RegionRun.SUCCEEDED if o.success else RegionRun.FAILED for o in ordered}
+    if report_verdict(regions, latest) != REPORT:
         return FleetOutcome(ordered, None)
     future = pool.submit(run_job, "regional_report", None, tags)
     reported = _await_runs({future: "regional_report"}, on_done, on_poll, poll_seconds)
     return FleetOutcome(ordered, reported["regional_report"])
-
-
-def run_regions(
-    regions: Sequence[str],
-    parallel: int,
-    on_done: Callable[[RunOutcome], None] | None = None,
-) -> list[RunOutcome]:
-    """One `fleet_refresh` run per region, `parallel` at a time, in region order."""
-    return run_fleet(regions, parallel, report=False, on_done=on_done).regions
-
-
-def run_report() -> RunOutcome:
-    prepare_instance_home()
-    return run_job("regional_report")
-
-
-def all_regions() -> list[str]:
-    return list(REGIONS)

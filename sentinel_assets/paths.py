@@ -1,0 +1,56 @@
+"""Where Sentinel keeps its files: one data folder, `$SENTINEL_HOME` (default ./.sentinel).
+
+    $SENTINEL_HOME/
+    ├── warehouse.duckdb                         CATALOG_FILE: the DuckDB catalog
+    ├── tables/<asset>/region=<region>.parquet   TABLES_DIR: one shard per asset and region
+    ├── reports/<chart>.png                      REPORTS_DIR: the charts
+    └── dagster/                                 DAGSTER_DIR: the default `$DAGSTER_HOME`
+
+The environment is read when a function is called, never at import, so a command or a test
+that sets `SENTINEL_HOME` / `DAGSTER_HOME` first is always seen. No Dagster here.
+"""
+
+import os
+from pathlib import Path
+
+HOME_ENV = "SENTINEL_HOME"
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+DEFAULT_HOME = ".sentinel"
+CATALOG_FILE = "warehouse.duckdb"
+TABLES_DIR = "tables"
+REPORTS_DIR = "reports"
+DAGSTER_DIR = "dagster"
+
+
+def _absolute(raw: str) -> Path:
+    return Path(raw).expanduser().resolve()
+
+
+def data_home() -> Path:
+    """The one local data folder: `$SENTINEL_HOME`, else ./.sentinel, as an absolute path."""
+    return _absolute(os.environ.get(HOME_ENV) or DEFAULT_HOME)
+
+
+def _home(home: Path | None) -> Path:
+    return data_home() if home is None else home
+
+
+def catalog_path(home: Path | None = None) -> Path:
+    """The DuckDB catalog file of the data folder `home` (default `data_home()`)."""
+    return _home(home) / CATALOG_FILE
+
+
+def tables_root(home: Path | None = None) -> Path:
+    """The folder of the region shards, one subfolder per asset."""
+    return _home(home) / TABLES_DIR
+
+
+def reports_root(home: Path | None = None) -> Path:
+    """The folder the report charts (PNG) are written to."""
+    return _home(home) / REPORTS_DIR
+
+
+def dagster_home() -> Path:
+    """The Dagster instance folder: `$DAGSTER_HOME`, else `dagster/` in the data folder."""
+    raw = os.environ.get(DAGSTER_HOME_ENV)
+    return _absolute(raw) if raw else data_home() / DAGSTER_DIR
