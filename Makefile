@@ -11,6 +11,15 @@ export SENTINEL_HOME DAGSTER_HOME
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: demo ui test test-fast check-defs lint format bench install instance clean browser
+.PHONY: dashboard dashboard-install
+
+# The dashboard's own environment: Streamlit brings pandas, which would slow every pipeline
+# worker in .venv (Pandera imports pandas whenever it is installed).
+DASHBOARD_VENV := .venv-dashboard
+DASHBOARD_STAMP := $(DASHBOARD_VENV)/.installed-stamp
+SENTINEL_DASHBOARD_HOST ?= 127.0.0.1
+SENTINEL_DASHBOARD_PORT ?= 8501
+DASHBOARD_TESTS := sentinel_assets_tests/test_dashboard_app.py sentinel_assets_tests/test_dashboard_browser.py
 
 demo: install instance ## Materialize every region headless and print the summary
 	$(BIN)/sentinel demo
@@ -18,8 +27,22 @@ demo: install instance ## Materialize every region headless and print the summar
 ui: install instance ## Open the project in the Dagster UI (with the daemon, for schedules/sensors)
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: install browser check-defs ## The whole test suite: `dg check defs`, then every test
+test: install browser check-defs dashboard-install ## The whole test suite: `dg check defs`, every test, then the Streamlit tests in the dashboard env
 	$(BIN)/pytest
+	$(DASHBOARD_VENV)/bin/pytest $(DASHBOARD_TESTS)
+
+dashboard: dashboard-install ## Operations dashboard on http://127.0.0.1:8501 (read-only on the warehouse)
+	$(DASHBOARD_VENV)/bin/streamlit run sentinel_assets/dashboard/app.py \
+	  --server.address $(SENTINEL_DASHBOARD_HOST) --server.port $(SENTINEL_DASHBOARD_PORT) \
+	  --server.headless true --browser.gatherUsageStats false --client.toolbarMode viewer
+
+dashboard-install: $(DASHBOARD_STAMP)
+
+$(DASHBOARD_STAMP): pyproject.toml
+	test -x $(DASHBOARD_VENV)/bin/python || $(PYTHON) -m venv $(DASHBOARD_VENV)
+	$(DASHBOARD_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DASHBOARD_VENV)/bin/python -m pip install --quiet -e '.[dev,dashboard]'
+	touch $@
 
 test-fast: install ## Unit and property tests only (no Dagster runs or servers), well under 30 s
 	$(BIN)/pytest -m "not slow"
@@ -76,4 +99,4 @@ instance: ## Dagster instance folder inside the data folder, with this repo's da
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 clean:
-	rm -rf $(VENV) $(SEED_VENV) $(SENTINEL_HOME) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SEED_VENV) $(DASHBOARD_VENV) $(SENTINEL_HOME) .pytest_cache .ruff_cache .hypothesis

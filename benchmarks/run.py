@@ -11,7 +11,9 @@ For each fleet size (total devices over the 8 regions) it measures, in the same 
 * seed style - the seed's row-wise pandas + SQLite scripts (`benchmarks/seed_style.py`), at
   10k and 100k by default (1M with `--full`; its cost per device is flat).
 
-It also measures the fixed orchestration overhead (start-up, cost per partition at 10k) and
+It also measures the dashboard's what-if recompute path against `decide_recovery` on the same
+frame (`benchmarks/dashboard_whatif.py`, at 1M by default: `--dashboard-sizes`), the fixed
+orchestration overhead (start-up, cost per partition at 10k) and
 all 8 regions with `--parallel 1` against `--parallel 2` (`benchmarks/parallel_regions.py`),
 checks the targets of the benchmark issue, prints a table and writes `benchmarks/results.json`,
 `benchmarks/report.md` and the results block of `benchmarks/README.md`.
@@ -37,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import parallel_regions
+from benchmarks import dashboard_whatif, parallel_regions
 from benchmarks.measure import (
     N_REGIONS,
     REPO,
@@ -450,6 +452,8 @@ def render_report(results: dict[str, Any]) -> str:
                 f"| {s['from']} | {s['to']} | {s['pipeline_marginal_s_per_million']:.1f} | "
                 f"{s['limit_marginal_s_per_million']:.1f} |"
             )
+    if results.get("dashboard_whatif"):
+        lines += dashboard_whatif.render(results["dashboard_whatif"], results["generated_at"])
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:
@@ -508,6 +512,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--parallel-regions-size",
         default="1m",
         help="fleet for the --parallel 1 vs 2 comparison ('' to skip; default 1m)",
+    )
+    parser.add_argument(
+        "--dashboard-sizes",
+        default="1m",
+        help="fleets for the dashboard what-if benchmark ('' to skip; default 1m)",
     )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data folders")
@@ -591,6 +600,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in parallel_result["timings"]:
             log(f"regions at --parallel {row['parallel']}: {row['seconds']:.1f} s")
 
+    dashboard = dict(previous.get("dashboard_whatif") or {})
+    for devices in sorted({parse_size(s) for s in args.dashboard_sizes.split(",") if s.strip()}):
+        entry = dashboard_whatif.measure_in_child(devices, workdir)
+        entry["measured_at"] = run_id
+        dashboard[size_label(devices)] = entry
+        log(
+            f"dashboard what-if {size_label(devices):>5}: worst slider change "
+            f"{entry.get('worst_recompute_seconds', float('nan')):.3f} s"
+            + ("" if entry["ok"] else f" FAILED\n{entry['log']}")
+        )
+
     # Sizes measured earlier and not now are kept, marked with when they were measured.
     merged_sizes = {
         label: entry
@@ -609,8 +629,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overhead": overhead,
         "parallel_regions": parallel_result or previous.get("parallel_regions"),
         "linearity": linearity(merged_sizes),
+        "dashboard_whatif": dashboard,
     }
     results["targets"] = evaluate_targets(results["sizes"], seed_us)
+    results["targets"] += dashboard_whatif.targets(dashboard)
     report = render_report(results)
     print()
     print(report)
@@ -622,6 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     all_ok = all(p.ok and lim.ok for p, lim in measured.values())
+    all_ok = all_ok and all(e["ok"] for e in dashboard.values() if e["measured_at"] == run_id)
     return 0 if all_ok else 1
 
 

@@ -50,3 +50,26 @@ def sentinel_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def instance() -> dg.DagsterInstance:
     with dg.DagsterInstance.ephemeral() as instance:
         yield instance
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(tmp_path_factory: pytest.TempPathFactory, definitions: dg.Definitions) -> Path:
+    """A small materialized warehouse (the dashboard's input): `fleet_refresh` for two regions
+    (af-south's campaign halts at the default abort rule, eu-west's runs), then
+    `regional_report`, in process. Returns its SENTINEL_HOME."""
+    from sentinel_assets.defs.resources import build_resources
+
+    home = tmp_path_factory.mktemp("demo-warehouse") / "sentinel"
+    with pytest.MonkeyPatch.context() as env, dg.DagsterInstance.ephemeral() as instance:
+        env.setenv("SENTINEL_DEVICES_PER_REGION", "1500")
+        resources = build_resources(home)
+        for region in ("af-south", "eu-west"):
+            result = definitions.resolve_job_def("fleet_refresh").execute_in_process(
+                partition_key=region, instance=instance, resources=resources
+            )
+            assert result.success, region
+        report = definitions.resolve_job_def("regional_report").execute_in_process(
+            instance=instance, resources=resources
+        )
+        assert report.success
+    return home

@@ -18,6 +18,9 @@ import pytest
 import sentinel_assets
 
 DAGSTER_LAYERS = ("sentinel_assets.defs", "sentinel_assets.cli", "sentinel_assets.definitions")
+# The dashboard's Streamlit script: a UI layer over domain modules. Streamlit lives in the
+# dashboard's own environment, so it is checked from its source only (no Dagster either).
+UI_LAYERS = ("sentinel_assets.dashboard.app",)
 REPO = Path(__file__).resolve().parents[1]
 LIST_DAGSTER_MODULES = """
 import importlib, sys
@@ -34,7 +37,7 @@ def domain_modules() -> list[str]:
     """Every module and package of sentinel_assets outside the Dagster layers."""
     found = pkgutil.walk_packages(sentinel_assets.__path__, "sentinel_assets.")
     names = [sentinel_assets.__name__, *(module.name for module in found)]
-    return sorted(name for name in names if not in_dagster_layer(name))
+    return sorted(name for name in names if not in_dagster_layer(name) and name not in UI_LAYERS)
 
 
 def dagster_modules_loaded_by(module: str, pythonpath: Iterable[Path] = ()) -> list[str]:
@@ -102,6 +105,15 @@ def test_no_domain_module_names_dagster_or_a_dagster_layer_in_its_imports():
                 if name in domain and name not in reached:
                     reached.add(name)
                     todo.append(name)
+
+
+def test_the_dashboard_ui_layer_names_no_dagster_in_its_imports():
+    for module in UI_LAYERS:
+        names = imports_of(module)
+        assert "streamlit" in names
+        for name in names:
+            assert not name.partition(".")[0].startswith("dagster"), f"{module} imports {name}"
+            assert not in_dagster_layer(name), f"{module} imports {name}"
 
 
 @pytest.mark.slow

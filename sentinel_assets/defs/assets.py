@@ -15,7 +15,7 @@ from sentinel_assets.chaos import inject_faults
 from sentinel_assets.defs import checks
 from sentinel_assets.defs.checks import contract_spec, region_spec
 from sentinel_assets.defs.config import region_seed
-from sentinel_assets.defs.metadata import contract_metadata, markdown
+from sentinel_assets.defs.metadata import contract_metadata, dashboard_link, markdown
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
 from sentinel_assets.generate import generate_fleet
@@ -44,7 +44,7 @@ def report_asset(deps: list[str]) -> Callable[[Callable[..., object]], dg.Assets
         return dg.asset(
             deps=deps,
             check_specs=[contract_spec(build.__name__, partitioned=False)],
-            metadata=contract_metadata(build.__name__),
+            metadata={**contract_metadata(build.__name__), **dashboard_link(build.__name__)},
             group_name=REPORT_GROUP,
             pool="duckdb_catalog",
             kinds={"duckdb", "sql"},
@@ -68,7 +68,7 @@ def fleet_asset(
         return dg.asset(
             partitions_def=region_partitions,
             check_specs=[contract_spec(build.__name__), *more_checks],
-            metadata=contract_metadata(build.__name__),
+            metadata={**contract_metadata(build.__name__), **dashboard_link(build.__name__)},
             group_name=FLEET_GROUP,
             kinds={"polars", "parquet"},
             retry_policy=TRANSIENT_RETRY,
@@ -156,13 +156,13 @@ def chaos_injection(
         "sanitized_fleet": dg.AssetOut(
             description="Records that satisfy the fleet contract, cast to strict types. "
             "Everything downstream trusts these.",
-            metadata=contract_metadata("sanitized_fleet"),
+            metadata={**contract_metadata("sanitized_fleet"), **dashboard_link("sanitized_fleet")},
             kinds={"polars", "parquet"},
         ),
         "quarantine": dg.AssetOut(
             description="The manual-triage queue: every record that broke the contract, "
             "with its original values and one reason code (column:rule) per broken rule.",
-            metadata=contract_metadata("quarantine"),
+            metadata={**contract_metadata("quarantine"), **dashboard_link("quarantine")},
             kinds={"polars", "parquet"},
         ),
     },

@@ -1,5 +1,6 @@
 """How results and tables read on an asset's page in the UI."""
 
+import os
 from collections.abc import Mapping
 
 import dagster as dg
@@ -66,3 +67,23 @@ def column_schema(contract: pa.DataFrameSchema) -> dg.TableSchema:
 def contract_metadata(asset: str) -> Mapping[str, dg.TableSchema]:
     """Definition metadata of an asset: its columns from `contracts.ASSET_CONTRACTS`."""
     return {COLUMN_SCHEMA: column_schema(ASSET_CONTRACTS[asset])}
+
+
+DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8501"
+# The dashboard view that shows an asset (`sentinel_assets/dashboard/app.py`); others open
+# the fleet overview.
+DASHBOARD_VIEWS = {
+    "quarantine": "triage",
+    "triage_queue": "triage",
+    "sanitized_fleet": "whatif",
+    "recovery_decisions": "whatif",
+    "campaign_status": "whatif",
+}
+
+
+def dashboard_link(asset: str) -> dict[str, dg.MetadataValue]:
+    """Definition metadata linking an asset's page to its view in the operations dashboard
+    (`make dashboard`; `SENTINEL_DASHBOARD_URL` when it is served elsewhere)."""
+    base = (os.environ.get("SENTINEL_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL).rstrip("/")
+    view = DASHBOARD_VIEWS.get(asset, "overview")
+    return {"dashboard": dg.MetadataValue.url(f"{base}/?view={view}")}

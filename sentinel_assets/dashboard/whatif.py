@@ -1,0 +1,282 @@
+"""What-if: the recovery policy's thresholds changed, decided again with the pipeline's own
+`recovery.decide_recovery` over the sanitized fleet, and compared with what was materialized.
+
+Plain Polars over frames the caller loaded (see `data.whatif_inputs`); the dashboard keeps
+the sanitized fleet in memory, so a changed threshold costs one `decide_recovery` call plus a
+few joins and group-bys (`benchmarks/dashboard_whatif.py` measures the ratio).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from sentinel_assets.contracts import ACTIONS, BOUNDS, FAILURE_KINDS
+from sentinel_assets.recovery import RecoveryPolicy, campaign_health, decide_recovery
+
+KEY = ("region", "record_id")
+NO_ACTION = "none"  # a device with no decision: healthy, or pending in a running campaign
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One numeric threshold of the policy and the range an operator may move it in (the
+    range the policy itself accepts)."""
+
+    name: str
+    label: str
+    low: float
+    high: float
+    step: float
+    integer: bool = False
+    unit: str = ""
+
+
+def _bounds(column: str) -> tuple[float, float]:
+    return BOUNDS[column].low, BOUNDS[column].high
+
+
+THRESHOLDS: tuple[Threshold, ...] = (
+    Threshold(
+        "min_rollback_battery_pct",
+        "Rollback: minimum battery",
+        *_bounds("battery_pct"),
+        1,
+        unit="%",
+    ),
+    Threshold(
+        "min_rollback_voltage_v",
+        "Rollback: minimum voltage",
+        *_bounds("battery_voltage_v"),
+        0.01,
+        unit="V",
+    ),
+    Threshold(
+        "max_rollback_temperature_c",
+        "Rollback: maximum temperature",
+        *_bounds("temperature_c"),
+        1,
+        unit="°C",
+    ),
+    Threshold(
+        "max_boot_attempts",
+        "Trial boots before rollback",
+        1,
+        BOUNDS["boot_attempts"].high,
+        1,
+        integer=True,
+    ),
+    Threshold(
+        "min_retry_battery_pct", "Retry: minimum battery", *_bounds("battery_pct"), 1, unit="%"
+    ),
+    Threshold("max_retries", "Retry: maximum retries", 0, 10, 1, integer=True),
+    Threshold("min_signal_dbm", "Retry: minimum signal", *_bounds("signal_dbm"), 1, unit="dBm"),
+    Threshold("stale_after_hours", "Stale after", 1, 24 * 30, 1, unit="h"),
+    Threshold("abort_failure_rate", "Abort: failure rate", 0.01, 1.0, 0.01),
+    Threshold("abort_min_attempted", "Abort: minimum attempted", 1, 100_000, 1, integer=True),
+    Threshold("retry_backoff_minutes", "Retry backoff (first)", 1, 24 * 60, 1, unit="min"),
+    Threshold("retry_backoff_max_minutes", "Retry backoff (cap)", 1, 7 * 24 * 60, 1, unit="min"),
+)
+RETRIABLE_CHOICES: tuple[str, ...] = FAILURE_KINDS
+
+
+def policy_field_names() -> tuple[str, ...]:
+    """The policy's fields, whether it is a dataclass or (after the merge) a pydantic model."""
+    model_fields = getattr(RecoveryPolicy, "model_fields", None)
+    if model_fields is not None:
+        return tuple(model_fields)
+    return tuple(field.name for field in dataclasses.fields(RecoveryPolicy))
+
+
+def policy_values(policy: RecoveryPolicy) -> dict[str, Any]:
+    """Every field of a policy as plain values (the failure kinds as a list), the shape of
+    the `settings.recovery` run config."""
+    values = {name: getattr(policy, name) for name in policy_field_names()}
+    values["retriable_failure_kinds"] = list(values["retriable_failure_kinds"])
+    return values
+
+
+def make_policy(values: Mapping[str, Any]) -> RecoveryPolicy:
+    """A policy from (some of) its values, the rest default; ValueError names a bad one."""
+    known = set(policy_field_names())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown recovery policy field(s): {', '.join(unknown)}")
+    kwargs = dict(values)
+    if "retriable_failure_kinds" in kwargs:
+        kwargs["retriable_failure_kinds"] = tuple(kwargs["retriable_failure_kinds"])
+    for threshold in THRESHOLDS:
+        if threshold.integer and threshold.name in kwargs:
+            kwargs[threshold.name] = int(kwargs[threshold.name])
+    return RecoveryPolicy(**kwargs)
+
+
+def decision_inputs(fleet: pl.DataFrame) -> list[str]:
+    """The fleet's columns that `decide_recovery` reads: each one it fails without (probed on
+    an empty frame, so it follows whatever the pipeline's function needs)."""
+    empty, as_of = fleet.head(0), datetime.now(UTC)
+    needed = []
+    for column in fleet.columns:
+        try:
+            decide_recovery(empty.drop(column), RecoveryPolicy(), as_of=as_of)
+        except pl.exceptions.ColumnNotFoundError:
+            needed.append(column)
+    return needed
+
+
+def slim_fleet(fleet: pl.DataFrame) -> pl.DataFrame:
+    """The fleet with only the columns decisions depend on: what the dashboard keeps in
+    memory, so that every recompute copies less (the decisions are the same)."""
+    return fleet.select(decision_inputs(fleet))
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """The decisions under a policy and how they differ from the materialized ones."""
+
+    policy: RecoveryPolicy
+    decisions: pl.DataFrame  # decide_recovery's output, unchanged
+    counts: pl.DataFrame  # region, action, materialized, what_if, change
+    campaigns: (
+        pl.DataFrame
+    )  # region, attempted, failures, failure_rate, halted_before, halted, verdict
+    changes: pl.DataFrame  # one row per device whose action changes
+
+    def wide_counts(self) -> pl.DataFrame:
+        """Region rows, one column per action with its what-if count and one with the change."""
+        return wide_counts(self.counts)
+
+    @property
+    def halting(self) -> list[str]:
+        return self.campaigns.filter(pl.col("verdict") == "halts")["region"].to_list()
+
+    @property
+    def resuming(self) -> list[str]:
+        return self.campaigns.filter(pl.col("verdict") == "resumes")["region"].to_list()
+
+
+def action_counts_by_region(decisions: pl.DataFrame) -> pl.DataFrame:
+    """Decisions per region and action: region, action, devices (only pairs that occur)."""
+    return decisions.group_by("region", "action").agg(pl.len().cast(pl.Int64).alias("devices"))
+
+
+def compare_counts(materialized: pl.DataFrame, what_if: pl.DataFrame) -> pl.DataFrame:
+    """Every region x action of either side: materialized and what-if counts and the change."""
+    regions = pl.concat([materialized.select("region"), what_if.select("region")]).unique()
+    grid = regions.join(pl.DataFrame({"action": list(ACTIONS)}), how="cross")
+    before = action_counts_by_region(materialized).rename({"devices": "materialized"})
+    after = action_counts_by_region(what_if).rename({"devices": "what_if"})
+    return (
+        grid.join(before, on=["region", "action"], how="left")
+        .join(after, on=["region", "action"], how="left")
+        .with_columns(pl.col("materialized", "what_if").fill_null(0))
+        .with_columns((pl.col("what_if") - pl.col("materialized")).alias("change"))
+        .with_columns(pl.col("action").cast(pl.Enum(list(ACTIONS))))
+        .sort("region", "action")
+        .with_columns(pl.col("action").cast(pl.String))
+    )
+
+
+def wide_counts(counts: pl.DataFrame) -> pl.DataFrame:
+    columns = []
+    for action in ACTIONS:
+        columns += [action, f"{action} change"]
+    if counts.is_empty():
+        return pl.DataFrame(schema={"region": pl.String, **dict.fromkeys(columns, pl.Int64)})
+    what_if = counts.pivot("action", index="region", values="what_if")
+    change = counts.pivot("action", index="region", values="change").rename(
+        {a: f"{a} change" for a in ACTIONS if a in counts["action"]}
+    )
+    return what_if.join(change, on="region").select("region", *columns).sort("region")
+
+
+def compare_campaigns(materialized: pl.DataFrame, what_if: pl.DataFrame) -> pl.DataFrame:
+    """Per region: the abort rule's numbers under the policy and whether it halts, resumes,
+    stays halted or stays running compared with the materialized campaign status."""
+    before = materialized.select("region", pl.col("halted").alias("halted_before"))
+    return (
+        what_if.select("region", "attempted", "failures", "failure_rate", "halted")
+        .join(before, on="region", how="left")
+        .with_columns(
+            pl.when(pl.col("halted_before").is_null())
+            .then(pl.when(pl.col("halted")).then(pl.lit("halted")).otherwise(pl.lit("running")))
+            .when(pl.col("halted") & ~pl.col("halted_before"))
+            .then(pl.lit("halts"))
+            .when(~pl.col("halted") & pl.col("halted_before"))
+            .then(pl.lit("resumes"))
+            .when(pl.col("halted"))
+            .then(pl.lit("stays halted"))
+            .otherwise(pl.lit("stays running"))
+            .alias("verdict")
+        )
+        .select(
+            "region", "attempted", "failures", "failure_rate", "halted_before", "halted", "verdict"
+        )
+        .sort("region")
+    )
+
+
+def changed_devices(materialized: pl.DataFrame, what_if: pl.DataFrame) -> pl.DataFrame:
+    """Devices whose action differs (a device without a decision counts as `none`): its
+    region, record and device id, status, the action and rule before and after, and the
+    what-if reason. Both frames have the decision columns `device_id`, `update_status`,
+    `action` and `reason_code`."""
+    before = materialized.select(
+        *KEY,
+        pl.col("device_id").alias("__device_before"),
+        pl.col("update_status").alias("__status_before"),
+        pl.col("action").alias("action_before"),
+        pl.col("reason_code").alias("reason_code_before"),
+    )
+    after = what_if.select(
+        *KEY,
+        "device_id",
+        "update_status",
+        pl.col("action").alias("action_after"),
+        pl.col("reason_code").alias("reason_code_after"),
+        pl.col("reason").alias("reason_after"),
+    )
+    return (
+        before.join(after, on=list(KEY), how="full", coalesce=True)
+        .with_columns(
+            pl.col("action_before", "action_after").fill_null(NO_ACTION),
+            pl.coalesce("device_id", "__device_before").alias("device_id"),
+            pl.coalesce("update_status", "__status_before").alias("update_status"),
+        )
+        .filter(pl.col("action_before") != pl.col("action_after"))
+        .select(
+            *KEY,
+            "device_id",
+            "update_status",
+            "action_before",
+            "action_after",
+            "reason_code_before",
+            "reason_code_after",
+            "reason_after",
+        )
+        .sort(*KEY)
+    )
+
+
+def what_if(
+    fleet: pl.DataFrame,
+    materialized_decisions: pl.DataFrame,
+    materialized_campaigns: pl.DataFrame,
+    policy: RecoveryPolicy,
+    *,
+    as_of: datetime,
+) -> WhatIf:
+    """Decide again under `policy` and compare with the materialized decisions/campaigns."""
+    decisions = decide_recovery(fleet, policy, as_of=as_of)
+    return WhatIf(
+        policy=policy,
+        decisions=decisions,
+        counts=compare_counts(materialized_decisions, decisions),
+        campaigns=compare_campaigns(materialized_campaigns, campaign_health(fleet, policy)),
+        changes=changed_devices(materialized_decisions, decisions),
+    )

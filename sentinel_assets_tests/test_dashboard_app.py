@@ -1,0 +1,235 @@
+"""The Streamlit dashboard, headless (`streamlit.testing.v1.AppTest`), on a materialized demo
+warehouse; and "Launch with this policy" against a real dagster-webserver.
+
+Needs Streamlit, which lives in the dashboard's environment: `make test` runs this file with
+`.venv-dashboard/bin/pytest`; in `.venv` it is skipped.
+"""
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import polars as pl
+import pytest
+import yaml
+from dagster import DagsterRunStatus
+
+from sentinel_assets import warehouse
+from sentinel_assets.contracts import ACTIONS
+from sentinel_assets.defs.config import SimulationSettings
+from sentinel_assets.recovery import RecoveryPolicy, action_counts, decide_recovery
+from sentinel_assets_tests.webserver import DagsterUI, running_webserver, write_test_instance_yaml
+
+pytest.importorskip("streamlit", reason="Streamlit is in .venv-dashboard (make dashboard-install)")
+from streamlit.testing.v1 import AppTest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "sentinel_assets" / "dashboard" / "app.py"
+REGIONS = ("af-south", "eu-west")
+
+
+def open_app(monkeypatch: pytest.MonkeyPatch, home: Path, view: str | None = None) -> AppTest:
+    monkeypatch.setenv("SENTINEL_HOME", str(home))
+    monkeypatch.delenv("SENTINEL_AS_OF", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    if view:
+        at.query_params["view"] = view
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def shard(home: Path, asset: str, region: str) -> pl.DataFrame:
+    return warehouse.read_partition(warehouse.partition_file(home / "tables", asset, region))
+
+
+def fleet(home: Path) -> pl.DataFrame:
+    return pl.concat([shard(home, "sanitized_fleet", region) for region in REGIONS])
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def table_with(at: AppTest, column: str) -> pl.DataFrame:
+    [frame] = [d.value for d in at.dataframe if column in d.value.columns]
+    return pl.from_pandas(frame)
+
+
+def test_the_overview_shows_the_materialized_regions(monkeypatch, demo_warehouse):
+    at = open_app(monkeypatch, demo_warehouse)
+    assert not at.error, [e.value for e in at.error]
+    shown = metrics(at)
+    assert number(shown["Devices (sanitized)"]) == fleet(demo_warehouse).height
+    quarantined = sum(shard(demo_warehouse, "quarantine", r).height for r in REGIONS)
+    assert number(shown["Quarantined records"]) == quarantined
+    halted = [r for r in REGIONS if shard(demo_warehouse, "campaign_status", r)["halted"][0]]
+    assert halted == ["af-south"]
+    assert number(shown["Campaigns halted"]) == len(halted)
+    assert any("Campaign halted in af-south" in w.value for w in at.warning)
+    assert any("data last materialized" in c.value for c in at.caption)
+    regions = table_with(at, "quarantine_rate")
+    assert regions["region"].to_list() == list(REGIONS)
+    assert regions["campaign"].to_list() == ["halted", "running"]
+    assert regions["materialized_at"].null_count() == 0
+    assert table_with(at, "share_of_region_failures").height > 0
+
+
+@pytest.mark.parametrize(("view", "shows"), [("triage", "Records matching"), ("whatif", "hold")])
+def test_each_view_opens_from_its_url(monkeypatch, demo_warehouse, view, shows):
+    at = open_app(monkeypatch, demo_warehouse, view=view)
+    assert at.sidebar.radio(key="view").value == view
+    assert shows in metrics(at)
+
+
+def test_every_dagster_asset_link_opens_the_view_of_that_asset(
+    monkeypatch, demo_warehouse, definitions
+):
+    graph = definitions.resolve_asset_graph()
+    links = {
+        key.to_user_string(): graph.get(key).metadata["dashboard"].url
+        for key in graph.get_all_asset_keys()
+        if "dashboard" in graph.get(key).metadata
+    }
+    assert {"quarantine", "recovery_decisions", "regional_rank"} <= set(links)
+    views = {asset: parse_qs(urlsplit(url).query)["view"][0] for asset, url in links.items()}
+    assert views["quarantine"] == "triage" and views["recovery_decisions"] == "whatif"
+    for view in set(views.values()):
+        at = open_app(monkeypatch, demo_warehouse, view=view)
+        assert at.sidebar.radio(key="view").value == view
+        assert not at.error
+
+
+def test_moving_a_guard_slider_changes_the_counts_exactly_as_decide_recovery_does(
+    monkeypatch, demo_warehouse
+):
+    at = open_app(monkeypatch, demo_warehouse, view="whatif")
+    materialized = pl.concat([shard(demo_warehouse, "recovery_decisions", r) for r in REGIONS])
+    at_default = {a: number(metrics(at)[a]) for a in ACTIONS}
+    assert at_default == action_counts(materialized)
+    assert number(metrics(at)["devices whose action changes"]) == 0
+
+    at.slider(key="thr_min_rollback_battery_pct").set_value(55.0).run()
+    assert not at.exception and not at.error
+
+    policy = RecoveryPolicy(min_rollback_battery_pct=55.0)
+    expected = decide_recovery(
+        fleet(demo_warehouse), policy, as_of=SimulationSettings().as_of_utc()
+    )
+    shown = metrics(at)
+    assert {a: number(shown[a]) for a in ACTIONS} == action_counts(expected)
+    assert shown != at_default
+    per_region = table_with(at, "retry change")
+    for region in REGIONS:
+        [row] = per_region.filter(pl.col("region") == region).to_dicts()
+        counts = action_counts(expected.filter(pl.col("region") == region))
+        before = action_counts(materialized.filter(pl.col("region") == region))
+        assert {a: row[a] for a in ACTIONS} == counts, region
+        assert {a: row[f"{a} change"] for a in ACTIONS} == {
+            a: counts[a] - before[a] for a in ACTIONS
+        }, region
+    changed = number(shown["devices whose action changes"])
+    joined = materialized.join(expected, on=["region", "record_id"], how="full", coalesce=True)
+    assert changed == joined.filter(pl.col("action") != pl.col("action_right")).height > 0
+
+
+def test_raising_the_abort_threshold_resumes_the_halted_region(monkeypatch, demo_warehouse):
+    at = open_app(monkeypatch, demo_warehouse, view="whatif")
+    at.slider(key="thr_abort_failure_rate").set_value(0.9).run()
+    assert [s.value for s in at.success] == ["Would resume: af-south."]
+    assert number(metrics(at)["hold"]) == 0
+
+
+def test_an_invalid_policy_is_explained_not_raised(monkeypatch, demo_warehouse):
+    at = open_app(monkeypatch, demo_warehouse, view="whatif")
+    at.number_input(key="thr_retry_backoff_max_minutes").set_value(5.0).run()
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith("This policy cannot be applied")
+    assert "retry_backoff_max_minutes" in error.value
+
+
+def test_the_triage_queue_filters_by_region_and_reason_code(monkeypatch, demo_warehouse):
+    at = open_app(monkeypatch, demo_warehouse, view="triage")
+    quarantine = shard(demo_warehouse, "quarantine", "eu-west")
+    code = quarantine["reasons"].explode().value_counts(sort=True)["reasons"][0]
+    at.multiselect(key="triage_region").set_value(["eu-west"]).run()
+    at.multiselect(key="triage_reason").set_value([code]).run()
+    expected = quarantine.filter(pl.col("reasons").list.contains(code))
+    assert number(metrics(at)["Records matching"]) == expected.height > 0
+    shown = table_with(at, "reasons")
+    assert shown["record_id"].to_list() == expected["record_id"].to_list()
+    assert all(code in reasons for reasons in shown["reasons"])
+
+
+@pytest.mark.parametrize("view", ["overview", "triage", "whatif"])
+def test_a_bad_warehouse_path_shows_a_clear_message_not_a_traceback(monkeypatch, tmp_path, view):
+    at = open_app(monkeypatch, tmp_path / "nowhere", view=view)
+    [error] = at.error
+    assert error.value.startswith(f"No warehouse at {tmp_path / 'nowhere' / 'warehouse.duckdb'}")
+    assert "make demo" in error.value
+
+
+# --- "Launch with this policy" against a real webserver ----------------------------------
+
+
+RUN_QUERY = """
+query DashboardLaunchedRun($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { jobName runConfigYaml tags { key value } }
+  }
+}
+"""
+
+
+def test_launch_with_this_policy_starts_a_fleet_refresh_run_with_the_chosen_thresholds(
+    monkeypatch, demo_warehouse, tmp_path
+):
+    dagster_home = tmp_path / "dagster"
+    write_test_instance_yaml(dagster_home)
+    run_home = tmp_path / "runs"
+    env = {
+        "DAGSTER_HOME": str(dagster_home),
+        "SENTINEL_HOME": str(run_home),
+        "SENTINEL_DEVICES_PER_REGION": "400",
+        "PYTHONPATH": str(REPO),
+    }
+    with running_webserver(REPO / "workspace.yaml", env, timeout=180) as base_url:
+        at = open_app(monkeypatch, demo_warehouse, view="whatif")
+        at.slider(key="thr_min_rollback_battery_pct").set_value(42.0)
+        at.slider(key="thr_abort_failure_rate").set_value(0.45)
+        at.number_input(key="thr_abort_min_attempted").set_value(50)
+        at.run()
+        at.multiselect(key="launch_regions").set_value(["eu-west"])
+        at.text_input(key="launch_ui_url").set_value(base_url)
+        at.button(key="launch").click().run()
+        assert not at.error, [e.value for e in at.error]
+        [(region, run_id, url)] = at.session_state["launched"]
+        assert (region, url) == ("eu-west", f"{base_url}/runs/{run_id}")
+        assert any(run_id[:8] in m.value and url in m.value for m in at.markdown)
+
+        ui = DagsterUI(base_url)
+        run = ui.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
+        assert run["jobName"] == "fleet_refresh"
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags["dagster/partition"] == "eu-west"
+        recovery = yaml.safe_load(run["runConfigYaml"])["resources"]["settings"]["config"][
+            "recovery"
+        ]
+        assert recovery["min_rollback_battery_pct"] == 42.0
+        assert recovery["abort_failure_rate"] == 0.45
+        assert recovery["abort_min_attempted"] == 50
+        assert recovery["max_retries"] == RecoveryPolicy().max_retries
+
+        status = ui.wait_for_run(run_id, timeout=300)
+        assert status is DagsterRunStatus.SUCCESS, ui.run_error_messages(run_id)
+    # The run applied the policy: its campaign status carries the chosen abort rule.
+    campaign = shard(run_home, "campaign_status", "eu-west")
+    assert campaign["abort_failure_rate"].to_list() == [0.45]
+    assert campaign["abort_min_attempted"].to_list() == [50]
