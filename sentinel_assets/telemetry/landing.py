@@ -1,0 +1,93 @@
+"""The landing zone: where batch files arrive, and how a file's identity is decided.
+
+* Identity is the content: a file's SHA-256. Its first 16 hex digits are its batch id (the
+  `dead_letters` partition key). The same bytes dropped again are the same batch (a no-op);
+  changed bytes under the same name are a new batch. Names and modification times are not
+  identity.
+* Convention for files still being written: writers create `<name>.tmp` (or `.part`, or a
+  name starting with `.`) and rename it to its final name when complete (an atomic rename on
+  the same file system, as `rsync`, `curl -o` wrappers and most gateways do). Such names are
+  never read, so a file written slowly is never read half-way. Names starting with `_` are
+  Sentinel's own folders (`_batches`, `_rejected`).
+* A claimed file moves to `_batches/<batch id>/<name>` (immutable from then on); a file that
+  cannot be read at all moves on to `_rejected/<batch id>/<name>` after its dead letter is
+  written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+IN_PROGRESS_SUFFIXES: tuple[str, ...] = (".tmp", ".part")
+BATCHES_DIR = "_batches"
+REJECTED_DIR = "_rejected"
+BATCH_ID_LENGTH = 16
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes, read in blocks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def batch_id(sha256: str) -> str:
+    return sha256[:BATCH_ID_LENGTH]
+
+
+def is_complete(path: Path) -> bool:
+    """False for names a writer is still working on (see the module docstring)."""
+    name = path.name
+    return not (name.startswith((".", "_")) or name.lower().endswith(IN_PROGRESS_SUFFIXES))
+
+
+def complete_files(folder: Path) -> list[Path]:
+    """Complete files under `folder` (recursively, skipping `_`/`.` folders), sorted."""
+    if not folder.is_dir():
+        return []
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        found += [Path(root) / name for name in files if is_complete(Path(name))]
+    return sorted(found)
+
+
+def batch_folder(landing: Path, batch: str) -> Path:
+    return landing / BATCHES_DIR / batch
+
+
+def claim(path: Path, landing: Path, sha256: str) -> Path:
+    """Move a landed file into its batch folder (an atomic rename). A re-dropped copy of a
+    batch already there is removed: its bytes are the batch's (same hash), nothing is lost."""
+    target_dir = batch_folder(landing, batch_id(sha256))
+    target_dir.mkdir(parents=True, exist_ok=True)
+    existing = batch_file(landing, batch_id(sha256))
+    if existing is not None:
+        path.unlink()
+        return existing
+    target = target_dir / path.name
+    os.replace(path, target)
+    return target
+
+
+def batch_file(landing: Path, batch: str) -> Path | None:
+    """The claimed file of a batch, if it is still in `_batches`."""
+    folder = batch_folder(landing, batch)
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return files[0] if files else None
+
+
+def claimed_batches(landing: Path) -> list[str]:
+    root = landing / BATCHES_DIR
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def move_aside(path: Path, landing: Path, batch: str) -> Path:
+    """Put an unreadable file in `_rejected/<batch>/`, out of the way of ingestion."""
+    target = landing / REJECTED_DIR / batch / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    if path.parent.name == batch and not any(path.parent.iterdir()):
+        path.parent.rmdir()
+    return target

@@ -1,0 +1,360 @@
+"""Wire formats: a landed file -> chunks of records as text fields, every physical line kept.
+
+Formats, from the file name: `.csv`, `.jsonl` / `.ndjson`, `.parquet`, the text ones optionally
+gzip-compressed (`.csv.gz`, `.jsonl.gz`). Text files are read in blocks of `CHUNK_BYTES`
+(gzip is decompressed as a stream), so memory does not grow with the file.
+
+Each chunk is a frame with one row per data line (or Parquet row): `line_number` (1-based
+physical line; the CSV header is line 1; for Parquet the 1-based row), `raw` (the line's text,
+invalid UTF-8 decoded with replacement characters), `wire_error` (a reason code when the line
+cannot even be split into fields) and one text column per known wire field (NULL when absent or
+empty). Unknown fields are ignored (newer agents may send more).
+
+Rules, so that accounting is exact: a line ends at `\\n` (a trailing `\\r` is dropped); blank
+lines carry no record and are counted, not dead-lettered. CSV is comma-separated with a header
+row and no line breaks or commas inside fields (telemetry has no free text); a field may be
+wrapped in double quotes, which are removed. Splitting, decoding and JSON parsing run
+vectorized in Polars/DuckDB; only lines already known to hold invalid UTF-8 are decoded one by
+one (with replacement characters, for `raw`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+CHUNK_BYTES = 32 * 2**20  # text read per block; a line longer than this makes the file unreadable
+MAX_LINE_BYTES = 64 * 2**10  # a longer line is a dead letter (`line:too_long`)
+PARQUET_BATCH_ROWS = 250_000
+
+V1_FIELDS: tuple[str, ...] = (
+    "device_id",
+    "region",
+    "timestamp",
+    "fw_version",
+    "target_fw",
+    "model",
+    "status",
+    "battery",
+    "temp_f",
+    "signal",
+    "retries",
+)
+V2_FIELDS: tuple[str, ...] = (
+    "device_id",
+    "region",
+    "ts",
+    "firmware_from",
+    "firmware_to",
+    "model",
+    "update_status",
+    "failure_kind",
+    "battery_pct",
+    "battery_voltage_v",
+    "temperature_c",
+    "signal_dbm",
+    "retry_count",
+    "boot_attempts",
+    "commit_state",
+    "schema_version",
+    # Optional V2 extras (gateways know their site, agents their board revision); NULL if absent.
+    "site",
+    "hardware_rev",
+)
+WIRE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys((*V1_FIELDS, *V2_FIELDS)))
+FORMATS: dict[str, str] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
+
+
+class UnreadableFile(Exception):
+    """The file as a whole cannot be read; `reason` is its dead-letter code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class WireChunk:
+    records: pl.DataFrame  # line_number, raw, wire_error, *WIRE_FIELDS
+    blank_lines: int
+    header_lines: int
+
+
+def file_format(path: Path) -> tuple[str, bool]:
+    """(`csv` | `jsonl` | `parquet`, gzip?) from the name; unknown names are unreadable."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    if compressed:
+        suffixes = suffixes[:-1]
+    kind = FORMATS.get(suffixes[-1]) if suffixes else None
+    if kind is None or (compressed and kind == "parquet"):
+        raise UnreadableFile(
+            "file:unknown_format",
+            f"{path.name}: expected .csv, .jsonl, .ndjson or .parquet (text ones may be .gz)",
+        )
+    return kind, compressed
+
+
+def _open(path: Path, compressed: bool) -> BinaryIO:
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
+
+
+def _blocks(path: Path, compressed: bool) -> Iterator[bytes]:
+    """The decompressed text in blocks that each end at a line break (or the end of file)."""
+    try:
+        with _open(path, compressed) as stream:
+            rest = b""
+            first = True
+            while True:
+                data = stream.read(CHUNK_BYTES)
+                if first:
+                    if not data:
+                        raise UnreadableFile("file:empty", f"{path.name} holds no data")
+                    if b"\x00" in data[:65536]:
+                        raise UnreadableFile("file:binary", f"{path.name} is not a text file")
+                    first = False
+                if not data:
+                    if rest:
+                        yield rest
+                    return
+                buffer = rest + data
+                cut = buffer.rfind(b"\n")
+                if cut < 0:
+                    if len(buffer) > CHUNK_BYTES:
+                        raise UnreadableFile(
+                            "file:line_too_long", f"no line break within {CHUNK_BYTES:,} bytes"
+                        )
+                    rest = buffer
+                    continue
+                yield buffer[: cut + 1]
+                rest = buffer[cut + 1 :]
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise UnreadableFile("gzip:corrupt", f"{path.name}: {error}") from None
+    except OSError as error:
+        raise UnreadableFile("file:unreadable", f"{path.name}: {error}") from None
+
+
+def _lines(block: bytes, first_line: int) -> pl.DataFrame:
+    """One row per physical line of a block (vectorized split: NumPy finds the line breaks,
+    Arrow slices the block without copying it)."""
+    view = np.frombuffer(block, dtype=np.uint8)
+    breaks = np.flatnonzero(view == 10)
+    ends = breaks + 1
+    if not block.endswith(b"\n"):
+        ends = np.append(ends, len(block))
+    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    lines = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(block)]
+    )
+    return pl.DataFrame(
+        {
+            "line_number": np.arange(first_line, first_line + len(offsets) - 1, dtype=np.int64),
+            "bytes": pl.from_arrow(lines),
+        }
+    )
+
+
+_DECODE = f"""
+    SELECT line_number, bytes,
+           octet_length(bytes) > {MAX_LINE_BYTES} AS too_long,
+           rtrim(try(decode(bytes)), chr(13) || chr(10)) AS text
+    FROM lines
+"""
+
+
+def _decoded(lines: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`text` (NULL for invalid UTF-8), `raw` (always set) and `blank` per line."""
+    frame = conn.sql(_DECODE.replace("FROM lines", "FROM lines_view")).pl()
+    frame = frame.sort("line_number")
+    invalid = frame["text"].is_null()
+    raw = frame["text"]
+    if invalid.any():  # only lines known to be broken are decoded one by one
+        lossy = (
+            frame.filter(invalid)["bytes"]
+            .map_elements(lambda b: b.decode("utf-8", "replace").rstrip("\r\n"), pl.String)
+            .alias("text")
+        )
+        raw = raw.scatter(np.flatnonzero(invalid.to_numpy()), lossy)
+    return frame.select(
+        "line_number",
+        "too_long",
+        "text",
+        raw.alias("raw"),
+        (pl.col("text").str.strip_chars() == "").fill_null(False).alias("blank"),
+    )
+
+
+def _with_wire_error(frame: pl.DataFrame, parse_error: pl.Expr) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.when(pl.col("too_long"))
+        .then(pl.lit("line:too_long"))
+        .when(pl.col("text").is_null())
+        .then(pl.lit("encoding:invalid_utf8"))
+        .otherwise(parse_error)
+        .alias("wire_error")
+    )
+
+
+def _records(frame: pl.DataFrame, fields: dict[str, pl.Expr]) -> pl.DataFrame:
+    ok = pl.col("wire_error").is_null()
+    columns = [
+        pl.when(ok).then(fields[name]).otherwise(None).cast(pl.String).alias(name)
+        if name in fields
+        else pl.lit(None, pl.String).alias(name)
+        for name in WIRE_FIELDS
+    ]
+    return frame.select("line_number", "raw", "wire_error", *columns)
+
+
+def _json_chunk(lines: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireChunk:
+    decoded = _decoded(lines, conn)
+    blank = int(decoded["blank"].sum())
+    data = decoded.filter(~pl.col("blank")).with_row_index("_row")
+    conn.register("decoded_view", data.select("_row", "text", "too_long"))
+    paths = ", ".join(f"'$.\"{name}\"'" for name in WIRE_FIELDS)
+    parsed = conn.sql(
+        f"""
+        SELECT _row,
+               CASE WHEN too_long OR text IS NULL THEN NULL
+                    WHEN NOT json_valid(text) THEN 'json:malformed'
+                    WHEN json_type(text) <> 'OBJECT' THEN 'json:not_an_object' END AS json_error,
+               CASE WHEN NOT too_long AND text IS NOT NULL AND json_valid(text)
+                         AND json_type(text) = 'OBJECT'
+                    THEN json_extract_string(text, [{paths}]) END AS values
+        FROM decoded_view
+        """
+    ).pl()
+    conn.unregister("decoded_view")
+    data = data.join(parsed, on="_row", how="left", maintain_order="left").sort("line_number")
+    data = _with_wire_error(data, pl.col("json_error"))
+    fields = {
+        name: pl.col("values").list.get(i, null_on_oob=True).replace("", None)
+        for i, name in enumerate(WIRE_FIELDS)
+    }
+    return WireChunk(_records(data, fields), blank_lines=blank, header_lines=0)
+
+
+def _csv_header(block: bytes, path: Path) -> list[str]:
+    line = block.split(b"\n", 1)[0]
+    try:
+        text = line.decode("utf-8").lstrip("\ufeff").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UnreadableFile("csv:bad_header", f"{path.name}: header is not UTF-8") from None
+    names = [name.strip().strip('"').strip() for name in text.split(",")]
+    if not text.strip() or "" in names or len(set(names)) != len(names):
+        raise UnreadableFile(
+            "csv:bad_header", f"{path.name}: header {text[:200]!r} has empty or repeated names"
+        )
+    return names
+
+
+def _csv_chunk(
+    lines: pl.DataFrame, header: list[str], conn: duckdb.DuckDBPyConnection
+) -> WireChunk:
+    decoded = _decoded(lines, conn)
+    blank = int(decoded["blank"].sum())
+    data = decoded.filter(~pl.col("blank")).with_columns(
+        pl.col("text").str.split(",").alias("parts")
+    )
+    data = _with_wire_error(
+        data,
+        pl.when(pl.col("parts").list.len() != len(header)).then(pl.lit("csv:field_count")),
+    )
+    fields = {
+        name: pl.col("parts")
+        .list.get(i, null_on_oob=True)
+        .str.strip_chars()
+        .str.strip_chars('"')
+        .replace("", None)
+        for i, name in enumerate(header)
+        if name in WIRE_FIELDS
+    }
+    return WireChunk(_records(data, fields), blank_lines=blank, header_lines=0)
+
+
+def _text_chunks(path: Path, kind: str, compressed: bool) -> Iterator[WireChunk]:
+    conn = duckdb.connect()
+    try:
+        next_line = 1
+        header: list[str] | None = None
+        for block in _blocks(path, compressed):
+            lines = _lines(block, next_line)
+            next_line += lines.height
+            header_lines = 0
+            if kind == "csv" and header is None:
+                header = _csv_header(block, path)
+                lines = lines.slice(1)
+                header_lines = 1
+            conn.register("lines_view", lines)
+            chunk = _csv_chunk(lines, header, conn) if kind == "csv" else _json_chunk(lines, conn)
+            conn.unregister("lines_view")
+            yield WireChunk(chunk.records, chunk.blank_lines, header_lines)
+    finally:
+        conn.close()
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Parquet columns as wire text: datetimes in ISO 8601 (with their offset if they have a
+    time zone), nested values as JSON, everything else cast."""
+    columns = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            fmt = "%Y-%m-%dT%H:%M:%S%.f%:z" if dtype.time_zone else "%Y-%m-%dT%H:%M:%S%.f"
+            columns.append(col.dt.to_string(fmt).alias(name))
+        elif dtype.is_nested():
+            columns.append(pl.struct(col).struct.json_encode().alias(name))
+        else:
+            columns.append(col.cast(pl.String).alias(name))
+    return frame.select(columns)
+
+
+def _parquet_chunks(path: Path) -> Iterator[WireChunk]:
+    import pyarrow.parquet as pq
+
+    try:
+        source = pq.ParquetFile(path)
+        next_row = 1
+        for batch in source.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            frame = _as_text(pl.from_arrow(pa.Table.from_batches([batch])))
+            n = frame.height
+            records = frame.select(
+                pl.int_range(next_row, next_row + n, dtype=pl.Int64).alias("line_number"),
+                pl.struct(pl.all()).struct.json_encode().alias("raw"),
+                pl.lit(None, pl.String).alias("wire_error"),
+                *[
+                    (pl.col(name) if name in frame.columns else pl.lit(None, pl.String))
+                    .replace("", None)
+                    .alias(name)
+                    for name in WIRE_FIELDS
+                ],
+            )
+            next_row += n
+            yield WireChunk(records, blank_lines=0, header_lines=0)
+    except (pa.ArrowException, OSError) as error:
+        raise UnreadableFile("parquet:unreadable", f"{path.name}: {error}") from None
+
+
+def read_chunks(path: Path) -> Iterator[WireChunk]:
+    """The file's records chunk by chunk; raises `UnreadableFile` when it cannot be read at
+    all (possibly after some chunks: callers keep nothing of a file that fails)."""
+    kind, compressed = file_format(path)
+    if kind == "parquet":
+        yield from _parquet_chunks(path)
+    else:
+        yield from _text_chunks(path, kind, compressed)
