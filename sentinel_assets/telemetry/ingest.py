@@ -180,10 +180,13 @@ def ingest_file(
                 for (key,), part in fresh.partition_by(
                     "partition_key", as_dict=True, maintain_order=True
                 ).items():
-                    target = staging / f"{len(staged.get(key, []))}-{number}.parquet"
+                    parts = staged.setdefault(str(key), [])
+                    target = staging / f"{len(staged)}" / f"{number}.parquet"
+                    if parts:
+                        target = parts[0].parent / f"{number}.parquet"
                     target.parent.mkdir(parents=True, exist_ok=True)
                     part.write_parquet(target)
-                    staged.setdefault(str(key), []).append(target)
+                    parts.append(target)
         except UnreadableFile as error:
             dead = _unreadable(accounting, error, ingested_at)
             if only_partitions is None:
