@@ -54,3 +54,19 @@ def test_an_unreadable_file_is_moved_aside(tmp_path):
     aside = landing.move_aside(claimed, tmp_path, digest[:16])
     assert aside == tmp_path / "_rejected" / digest[:16] / "bad.jsonl" and aside.exists()
     assert landing.claimed_batches(tmp_path) == []
+
+
+def test_the_telemetry_package_knows_nothing_of_dagster():
+    import ast
+    from pathlib import Path
+
+    import sentinel_assets.telemetry as package
+
+    imported = set()
+    for module in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    assert "polars" in imported and "dagster" not in imported

@@ -7,6 +7,7 @@ with a message naming it, before the run writes anything.
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field, field_validator, model_validator
@@ -37,6 +38,12 @@ def env_int(name: str, default: int) -> int:
 class SimulationSettings(dg.Config):
     """The synthetic fleet: how many devices, which seed, and where the campaign goes worse."""
 
+    source: Literal["simulator", "landing"] = Field(
+        default="simulator",
+        description="Where raw_fleet comes from: the generator, or the latest landed event per "
+        "device as of `as_of` (the telemetry lake, filled by the landing sensor or "
+        "`sentinel ingest`).",
+    )
     devices_per_region: int = Field(default=10_000, ge=0, le=50_000_000)
     seed: int = 7
     as_of: str = Field(

@@ -1,5 +1,6 @@
 """Resources: run settings, the DuckDB catalog and the region-shard IO manager."""
 
+import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,10 +21,12 @@ from sentinel_assets.defs.config import (
     data_home,
     env_int,
 )
+from sentinel_assets.defs.telemetry_resources import TelemetryLanding
 
 CATALOG_FILE = "warehouse.duckdb"
 TABLES_DIR = "tables"
 STORAGE_COMPATIBILITY = "v1.2.0"
+LANDING_ENV = "SENTINEL_LANDING_DIR"  # the landing folder, default $SENTINEL_HOME/landing
 
 
 class SentinelSettings(dg.ConfigurableResource):
@@ -144,6 +147,7 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
             )
         ),
         "catalog": catalog,
+        "telemetry": TelemetryLanding(home=str(home), landing_dir=os.environ.get(LANDING_ENV, "")),
         "io_manager": RegionShardIOManager(
             catalog=catalog, memory_cache_mb=env_int("SENTINEL_MEMORY_CACHE_MB", 2048)
         ),

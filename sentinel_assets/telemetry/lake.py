@@ -168,3 +168,9 @@ def create_lake_views(conn: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
         )
         created.append(view)
     return created
+
+
+def ingested_batches(lake: Path) -> set[str]:
+    """Batch ids with a manifest: ingested (or found unreadable) at least once."""
+    folder = lake / BATCHES
+    return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()

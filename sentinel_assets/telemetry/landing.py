@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 IN_PROGRESS_SUFFIXES: tuple[str, ...] = (".tmp", ".part")
@@ -60,13 +61,13 @@ def batch_folder(landing: Path, batch: str) -> Path:
 def claim(path: Path, landing: Path, sha256: str) -> Path:
     """Move a landed file into its batch folder (an atomic rename). A re-dropped copy of a
     batch already there is removed: its bytes are the batch's (same hash), nothing is lost."""
-    target_dir = batch_folder(landing, batch_id(sha256))
-    target_dir.mkdir(parents=True, exist_ok=True)
-    existing = batch_file(landing, batch_id(sha256))
+    batch = batch_id(sha256)
+    existing = batch_file(landing, batch) or rejected_file(landing, batch)
     if existing is not None:
         path.unlink()
         return existing
-    target = target_dir / path.name
+    target = batch_folder(landing, batch) / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(path, target)
     return target
 
@@ -74,6 +75,12 @@ def claim(path: Path, landing: Path, sha256: str) -> Path:
 def batch_file(landing: Path, batch: str) -> Path | None:
     """The claimed file of a batch, if it is still in `_batches`."""
     folder = batch_folder(landing, batch)
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return files[0] if files else None
+
+
+def rejected_file(landing: Path, batch: str) -> Path | None:
+    folder = landing / REJECTED_DIR / batch
     files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
     return files[0] if files else None
 
@@ -91,3 +98,38 @@ def move_aside(path: Path, landing: Path, batch: str) -> Path:
     if path.parent.name == batch and not any(path.parent.iterdir()):
         path.parent.rmdir()
     return target
+
+
+@dataclass(frozen=True)
+class LandingScan:
+    """One look at the landing folder: batches claimed and not yet known (to ingest), files
+    that were copies of known batches (removed), and files that could not be claimed."""
+
+    new_batches: list[tuple[str, str]]  # (batch id, file name)
+    redropped: list[str]
+    errors: list[str]
+
+
+def scan(landing: Path, known: set[str]) -> LandingScan:
+    """Claim every complete file; return the claimed batches not in `known` (batch ids already
+    requested or ingested). Never raises for one bad file: it is reported in `errors` and
+    looked at again next time. No clock is involved, so files arriving late or out of order
+    are picked up like any other."""
+    redropped: list[str] = []
+    errors: list[str] = []
+    for path in complete_files(landing):
+        try:
+            digest = content_hash(path)
+            if batch_id(digest) in known or (
+                batch_file(landing, batch_id(digest)) or rejected_file(landing, batch_id(digest))
+            ):
+                redropped.append(path.name)
+            claim(path, landing, digest)
+        except OSError as error:
+            errors.append(f"{path.name}: {error}")
+    new = [
+        (batch, file.name)
+        for batch in claimed_batches(landing)
+        if batch not in known and (file := batch_file(landing, batch)) is not None
+    ]
+    return LandingScan(new, redropped, errors)
