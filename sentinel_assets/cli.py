@@ -13,7 +13,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from sentinel_assets import warehouse
+from sentinel_assets import telemetry_cli, warehouse
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.defs.config import data_home
 from sentinel_assets.defs.resources import CATALOG_FILE
@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=demo)
     show = commands.add_parser("summary", help="print the summary of the last materialization")
     show.set_defaults(handler=summary)
+    telemetry_cli.add_commands(commands)
     return parser
 
 
