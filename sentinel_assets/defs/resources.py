@@ -144,6 +144,7 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
             simulation=SimulationSettings(
                 devices_per_region=env_int("SENTINEL_DEVICES_PER_REGION", 10_000),
                 seed=env_int("SENTINEL_SEED", 7),
+                source=os.environ.get("SENTINEL_FLEET_SOURCE") or "simulator",
             )
         ),
         "catalog": catalog,

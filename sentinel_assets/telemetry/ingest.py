@@ -41,6 +41,7 @@ from sentinel_assets.telemetry.dead_letters import (
 from sentinel_assets.telemetry.landing import batch_id, content_hash
 from sentinel_assets.telemetry.schema import EVENT_VALUE_COLUMNS, upcast
 from sentinel_assets.telemetry.wire import UnreadableFile, read_chunks
+from sentinel_assets.warehouse import PARQUET_COMPRESSION
 
 _NULL = "\u2400"  # stands for NULL in the hashed payload
 
@@ -155,19 +156,17 @@ def ingest_file(
                 accounting.blank_lines += chunk.blank_lines
                 accounting.data_lines += chunk.records.height
                 rows = upcast(chunk.records, regions=regions, models=models)
-                valid = rows["reasons"].list.len() == 0
-                bad = rows.filter(~valid)
-                if bad.height:
+                if rows.rejected.height:
                     rejected.append(
                         dead_letter_frame(
-                            bad.select("line_number", "raw", "reasons"),
+                            rows.rejected,
                             source_file=accounting.source_file,
                             source_sha256=sha256,
                             ingested_at=ingested_at,
                         )
                     )
                 events = events_from(
-                    rows.filter(valid), source_file=accounting.source_file, ingested_at=ingested_at
+                    rows.valid, source_file=accounting.source_file, ingested_at=ingested_at
                 )
                 fresh = events.filter(
                     pl.col("record_id").is_first_distinct()
@@ -185,7 +184,9 @@ def ingest_file(
                     if parts:
                         target = parts[0].parent / f"{number}.parquet"
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    part.write_parquet(target)
+                    part.sort("device_id", "ts", "record_id").write_parquet(
+                        target, compression=PARQUET_COMPRESSION
+                    )
                     parts.append(target)
         except UnreadableFile as error:
             dead = _unreadable(accounting, error, ingested_at)
@@ -225,11 +226,14 @@ def _publish_events(
         )
         frame = pl.scan_parquet(staged[key])
         staged_rows = frame.select(pl.len()).collect().item()
-        fresh = frame.filter(~pl.col("record_id").is_in(earlier.implode())).sort(
-            "device_id", "ts", "record_id"
-        )
+        fresh = frame.filter(~pl.col("record_id").is_in(earlier.implode()))
+        if len(staged[key]) > 1:  # chunks of one file: keep the part sorted like one chunk's
+            fresh = fresh.sort("device_id", "ts", "record_id")
         part = lake_io.event_part(lake, day, region, batch)
-        lake_io.sink_atomic(fresh, part)
+        if len(staged[key]) == 1 and earlier.is_empty():
+            lake_io.replace_atomic(staged[key][0], part)  # already what the part must hold
+        else:
+            lake_io.sink_atomic(fresh, part)
         written = pl.scan_parquet(part).select(pl.len()).collect().item()
         if written == 0:
             part.unlink()

@@ -85,6 +85,12 @@ def sink_atomic(frame: pl.LazyFrame, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def replace_atomic(source: Path, path: Path) -> None:
+    """Move a finished file (on the same file system) into place: fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _fsync_replace(source, path)
+
+
 def write_manifest(lake: Path, manifest: dict[str, Any]) -> None:
     path = manifest_file(lake, manifest["batch"])
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ fleet (`regions`, `models`). Every broken rule of a record is reported, in the o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -68,8 +69,31 @@ ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
 _US_PER_S = 1_000_000
 
 
+NUMERIC_FIELDS: tuple[str, ...] = (
+    "timestamp", "battery", "temp_f", "signal", "retries", "battery_pct", "battery_voltage_v",
+    "temperature_c", "signal_dbm", "retry_count", "boot_attempts", "schema_version",
+)  # fmt: skip
+
+
+def _parsed(name: str) -> str:
+    return f"#{name}"
+
+
+def _parse_once() -> list[pl.Expr]:
+    """Each numeric wire field cast once, and the V2 `ts` parsed once, as `#<field>`
+    columns the values and the rules below share."""
+    numbers = [pl.col(f).cast(pl.Float64, strict=False).alias(_parsed(f)) for f in NUMERIC_FIELDS]
+    iso = (
+        pl.col("ts")
+        .str.replace(r"[zZ]$", "+00:00")
+        .str.to_datetime(ISO_FORMAT, time_zone="UTC", strict=False, time_unit="us")
+        .alias(_parsed("ts"))
+    )
+    return [*numbers, iso]
+
+
 def _number(name: str) -> pl.Expr:
-    return pl.col(name).str.strip_chars().cast(pl.Float64, strict=False)
+    return pl.col(_parsed(name))
 
 
 def _not_a_number(name: str) -> pl.Expr:
@@ -79,7 +103,7 @@ def _not_a_number(name: str) -> pl.Expr:
 
 def _not_an_integer(name: str) -> pl.Expr:
     value = _number(name)
-    return ~_not_a_number(name) & (value != value.round()).fill_null(False)
+    return value.is_finite() & (value != value.round())
 
 
 def _epoch(name: str) -> pl.Expr:
@@ -91,8 +115,7 @@ def _epoch(name: str) -> pl.Expr:
 
 
 def _iso(name: str) -> pl.Expr:
-    text = pl.col(name).str.strip_chars().str.replace(r"[zZ]$", "+00:00")
-    return text.str.to_datetime(ISO_FORMAT, time_zone="UTC", strict=False, time_unit="us")
+    return pl.col(_parsed(name))
 
 
 def _values(v1: pl.Expr) -> dict[str, pl.Expr]:
@@ -105,17 +128,17 @@ def _values(v1: pl.Expr) -> dict[str, pl.Expr]:
         return pl.when(v1).then(None).otherwise(pl.col(name))
 
     return {
-        "device_id": pl.col("device_id").str.strip_chars(),
-        "region": pl.col("region").str.strip_chars(),
+        "device_id": pl.col("device_id"),
+        "region": pl.col("region"),
         "ts": pick(_epoch("timestamp"), _iso("ts")),
-        "model": pl.col("model").str.strip_chars(),
+        "model": pl.col("model"),
         "site": v2_only("site"),
         "hardware_rev": v2_only("hardware_rev"),
-        "firmware_from": pick(pl.col("fw_version"), pl.col("firmware_from")).str.strip_chars(),
-        "firmware_to": pick(pl.col("target_fw"), pl.col("firmware_to")).str.strip_chars(),
+        "firmware_from": pick(pl.col("fw_version"), pl.col("firmware_from")),
+        "firmware_to": pick(pl.col("target_fw"), pl.col("firmware_to")),
         "update_status": pick(
-            pl.col("status").str.strip_chars().replace_strict(V1_STATUSES, default=None),
-            pl.col("update_status").str.strip_chars(),
+            pl.col("status").replace_strict(V1_STATUSES, default=None),
+            pl.col("update_status"),
         ),
         "failure_kind": v2_only("failure_kind"),
         "commit_state": v2_only("commit_state"),
@@ -222,14 +245,22 @@ def _rules(
     return rules
 
 
+@dataclass(frozen=True)
+class Upcast:
+    """A chunk's records split in two: `valid` V2-shaped typed rows (with `line_number`,
+    `raw` and `schema_version` 1 or 2), and `rejected` rows with their `reasons`."""
+
+    valid: pl.DataFrame
+    rejected: pl.DataFrame  # line_number, raw, reasons (non-empty)
+
+
 def upcast(
     records: pl.DataFrame,
     *,
     regions: Sequence[str] = REGIONS,
     models: Sequence[str] = MODELS,
-) -> pl.DataFrame:
-    """Wire records (`wire.WireChunk.records`) -> V2-shaped typed rows with `schema_version`
-    (1 or 2, NULL if unknown) and `reasons` (an empty list: the row is a valid event)."""
+) -> Upcast:
+    """Wire records (`wire.WireChunk.records`) -> valid events and rejected rows."""
     # A wire field is "present" when it is non-empty (the wire layer makes "" NULL).
     has_v2 = pl.col("ts").is_not_null() & pl.col("battery_pct").is_not_null()
     has_v1 = pl.col("timestamp").is_not_null() & pl.col("battery").is_not_null()
@@ -238,22 +269,29 @@ def upcast(
         (wire_ok & has_v1 & ~has_v2).alias("_is_v1"), (wire_ok & has_v2 & ~has_v1).alias("_is_v2")
     )
     v1, v2 = pl.col("_is_v1"), pl.col("_is_v2")
+    frame = frame.with_columns(_parse_once())
     frame = frame.with_columns(**{f"_{name}": expr for name, expr in _values(v1).items()})
-    broken = [
-        pl.when(rule.fill_null(False)).then(pl.lit(code))
-        for rule, code in _rules(v1, v2, regions, models)
-    ]
+    rules = _rules(v1, v2, regions, models)
+    broken = pl.any_horizontal([rule.fill_null(False) for rule, _ in rules])
+    frame = frame.with_columns((~wire_ok | ~(v1 | v2) | broken).alias("_broken"))
+    valid = frame.filter(~pl.col("_broken")).select(
+        "line_number",
+        "raw",
+        *[pl.col(f"_{name}").alias(name) for name in EVENT_VALUE_COLUMNS],
+        pl.when(v1).then(1).otherwise(2).cast(pl.Int8).alias("schema_version"),
+    )
+    # Reason lists are built only for the rows that break something (a few per cent).
+    codes = pl.concat_list(
+        [pl.when(rule.fill_null(False)).then(pl.lit(code)) for rule, code in rules]
+    ).list.drop_nulls()
     reasons = (
         pl.when(~wire_ok)
         .then(pl.concat_list(pl.col("wire_error")))
         .when(~(v1 | v2))
         .then(pl.lit(["schema:unknown_version"], dtype=pl.List(pl.String)))
-        .otherwise(pl.concat_list(broken).list.drop_nulls())
+        .otherwise(codes)
     )
-    return frame.select(
-        "line_number",
-        "raw",
-        *[pl.col(f"_{name}").alias(name) for name in EVENT_VALUE_COLUMNS],
-        pl.when(v1).then(1).when(v2).then(2).cast(pl.Int8).alias("schema_version"),
-        reasons.alias("reasons"),
+    rejected = frame.filter(pl.col("_broken")).select(
+        "line_number", "raw", reasons.alias("reasons")
     )
+    return Upcast(valid, rejected)

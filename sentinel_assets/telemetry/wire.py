@@ -149,53 +149,61 @@ def _blocks(path: Path, compressed: bool) -> Iterator[bytes]:
         raise UnreadableFile("file:unreadable", f"{path.name}: {error}") from None
 
 
-def _lines(block: bytes, first_line: int) -> pl.DataFrame:
-    """One row per physical line of a block (vectorized split: NumPy finds the line breaks,
-    Arrow slices the block without copying it)."""
+def _offsets(block: bytes) -> np.ndarray:
+    """Where each physical line of a block starts, and the end (NumPy finds the breaks)."""
     view = np.frombuffer(block, dtype=np.uint8)
-    breaks = np.flatnonzero(view == 10)
-    ends = breaks + 1
+    ends = np.flatnonzero(view == 10) + 1
     if not block.endswith(b"\n"):
         ends = np.append(ends, len(block))
-    offsets = np.concatenate([[0], ends]).astype(np.int64)
-    lines = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(block)]
-    )
-    return pl.DataFrame(
-        {
-            "line_number": np.arange(first_line, first_line + len(offsets) - 1, dtype=np.int64),
-            "bytes": pl.from_arrow(lines),
-        }
-    )
+    return np.concatenate([[0], ends]).astype(np.int64)
 
 
-_DECODE = f"""
-    SELECT line_number, bytes,
-           octet_length(bytes) > {MAX_LINE_BYTES} AS too_long,
-           rtrim(try(decode(bytes)), chr(13) || chr(10)) AS text
-    FROM lines
+def _arrow_lines(block: bytes, offsets: np.ndarray, text: bool) -> pl.Series:
+    """The lines as one Arrow array over the block, without copying it."""
+    kind = pa.large_string() if text else pa.large_binary()
+    array = pa.Array.from_buffers(
+        kind, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(block)]
+    )
+    return pl.from_arrow(array)
+
+
+_DECODE = """
+    SELECT line_number, rtrim(try(decode(bytes)), chr(13) || chr(10)) AS text, bytes
+    FROM lines_view
 """
 
 
-def _decoded(lines: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """`text` (NULL for invalid UTF-8), `raw` (always set) and `blank` per line."""
-    frame = conn.sql(_DECODE.replace("FROM lines", "FROM lines_view")).pl()
-    frame = frame.sort("line_number")
-    invalid = frame["text"].is_null()
-    raw = frame["text"]
-    if invalid.any():  # only lines known to be broken are decoded one by one
-        lossy = (
-            frame.filter(invalid)["bytes"]
-            .map_elements(lambda b: b.decode("utf-8", "replace").rstrip("\r\n"), pl.String)
-            .alias("text")
+def _decoded(block: bytes, first_line: int, conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """One row per physical line: `line_number`, `text` (NULL for invalid UTF-8), `raw`
+    (always set), `too_long` and `blank`. A block that is valid UTF-8 as a whole (the usual
+    case) becomes text without a copy; otherwise DuckDB decodes line by line, vectorized,
+    and only the invalid lines are decoded with replacement characters for `raw`."""
+    offsets = _offsets(block)
+    numbers = pl.Series(
+        "line_number", np.arange(first_line, first_line + len(offsets) - 1, dtype=np.int64)
+    )
+    too_long = pl.Series("too_long", np.diff(offsets) > MAX_LINE_BYTES + 1)
+    try:
+        block.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    if valid:
+        text = _arrow_lines(block, offsets, text=True).str.strip_chars_end("\r\n").alias("text")
+        frame = pl.DataFrame([numbers, text, too_long]).with_columns(pl.col("text").alias("raw"))
+    else:
+        lines = pl.DataFrame([numbers, _arrow_lines(block, offsets, text=False).alias("bytes")])
+        conn.register("lines_view", lines)
+        decoded = conn.sql(_DECODE).pl().sort("line_number")
+        conn.unregister("lines_view")
+        invalid = decoded["text"].is_null()
+        lossy = decoded.filter(invalid)["bytes"].map_elements(
+            lambda b: b.decode("utf-8", "replace").rstrip("\r\n"), pl.String
         )
-        raw = raw.scatter(np.flatnonzero(invalid.to_numpy()), lossy)
-    return frame.select(
-        "line_number",
-        "too_long",
-        "text",
-        raw.alias("raw"),
-        (pl.col("text").str.strip_chars() == "").fill_null(False).alias("blank"),
+        raw = decoded["text"].scatter(np.flatnonzero(invalid.to_numpy()), lossy)
+        frame = pl.DataFrame([numbers, decoded["text"], too_long, raw.alias("raw")])
+    return frame.with_columns(
+        (pl.col("text").str.strip_chars() == "").fill_null(False).alias("blank")
     )
 
 
@@ -221,8 +229,7 @@ def _records(frame: pl.DataFrame, fields: dict[str, pl.Expr]) -> pl.DataFrame:
     return frame.select("line_number", "raw", "wire_error", *columns)
 
 
-def _json_chunk(lines: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireChunk:
-    decoded = _decoded(lines, conn)
+def _json_chunk(decoded: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireChunk:
     blank = int(decoded["blank"].sum())
     data = decoded.filter(~pl.col("blank")).with_row_index("_row")
     conn.register("decoded_view", data.select("_row", "text", "too_long"))
@@ -263,27 +270,22 @@ def _csv_header(block: bytes, path: Path) -> list[str]:
     return names
 
 
-def _csv_chunk(
-    lines: pl.DataFrame, header: list[str], conn: duckdb.DuckDBPyConnection
-) -> WireChunk:
-    decoded = _decoded(lines, conn)
+def _csv_chunk(decoded: pl.DataFrame, header: list[str]) -> WireChunk:
     blank = int(decoded["blank"].sum())
-    data = decoded.filter(~pl.col("blank")).with_columns(
-        pl.col("text").str.split(",").alias("parts")
-    )
+    data = decoded.filter(~pl.col("blank"))
+    commas = pl.col("text").str.count_matches(",", literal=True)
     data = _with_wire_error(
-        data,
-        pl.when(pl.col("parts").list.len() != len(header)).then(pl.lit("csv:field_count")),
+        data, pl.when(commas != len(header) - 1).then(pl.lit("csv:field_count"))
     )
-    fields = {
-        name: pl.col("parts")
-        .list.get(i, null_on_oob=True)
-        .str.strip_chars()
-        .str.strip_chars('"')
-        .replace("", None)
-        for i, name in enumerate(header)
-        if name in WIRE_FIELDS
-    }
+    parts = pl.col("text").str.split_exact(",", len(header) - 1)
+    data = data.with_columns(parts.struct.rename_fields(header).alias("_parts"))
+    quoted = bool(data["text"].str.contains('"', literal=True).any())
+
+    def field(name: str) -> pl.Expr:
+        value = pl.col("_parts").struct.field(name).str.strip_chars()
+        return (value.str.strip_chars('"') if quoted else value).replace("", None)
+
+    fields = {name: field(name) for name in header if name in WIRE_FIELDS}
     return WireChunk(_records(data, fields), blank_lines=blank, header_lines=0)
 
 
@@ -293,16 +295,14 @@ def _text_chunks(path: Path, kind: str, compressed: bool) -> Iterator[WireChunk]
         next_line = 1
         header: list[str] | None = None
         for block in _blocks(path, compressed):
-            lines = _lines(block, next_line)
-            next_line += lines.height
+            decoded = _decoded(block, next_line, conn)
+            next_line += decoded.height
             header_lines = 0
             if kind == "csv" and header is None:
                 header = _csv_header(block, path)
-                lines = lines.slice(1)
+                decoded = decoded.slice(1)
                 header_lines = 1
-            conn.register("lines_view", lines)
-            chunk = _csv_chunk(lines, header, conn) if kind == "csv" else _json_chunk(lines, conn)
-            conn.unregister("lines_view")
+            chunk = _csv_chunk(decoded, header) if kind == "csv" else _json_chunk(decoded, conn)
             yield WireChunk(chunk.records, chunk.blank_lines, header_lines)
     finally:
         conn.close()
