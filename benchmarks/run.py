@@ -20,6 +20,9 @@ checks the targets of the benchmark issue, prints a table and writes `benchmarks
     python -m benchmarks.run --include-10m        # ... and 10M
     python -m benchmarks.run --sizes 10m          # only 10M (+ 10k for the fixed overhead)
     python -m benchmarks.run --full               # seed style at 1M too (about 5 min more)
+
+and telemetry ingestion against DuckDB's own readers (`benchmarks/telemetry_ingest.py`,
+`--telemetry-events 1m` by default, '' to skip).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import parallel_regions
+from benchmarks import parallel_regions, telemetry_ingest
 from benchmarks.measure import (
     N_REGIONS,
     REPO,
@@ -450,6 +453,8 @@ def render_report(results: dict[str, Any]) -> str:
                 f"| {s['from']} | {s['to']} | {s['pipeline_marginal_s_per_million']:.1f} | "
                 f"{s['limit_marginal_s_per_million']:.1f} |"
             )
+    if results.get("telemetry_ingest"):
+        lines += ["", telemetry_ingest.render(results["telemetry_ingest"]).rstrip()]
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:
@@ -513,6 +518,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--parallel-regions-size",
         default="1m",
         help="fleet for the --parallel 1 vs 2 comparison ('' to skip; default 1m)",
+    )
+    parser.add_argument(
+        "--telemetry-events",
+        default="1m",
+        help="events for the telemetry ingestion comparison ('' to skip; default 1m)",
     )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data folders")
@@ -596,6 +606,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in parallel_result["timings"]:
             log(f"regions at --parallel {row['parallel']}: {row['seconds']:.1f} s")
 
+    telemetry = None
+    if args.telemetry_events:
+        telemetry = telemetry_ingest.compare(
+            parse_size(args.telemetry_events), workdir / "telemetry", log=log
+        )
+
     # Sizes measured earlier and not now are kept, marked with when they were measured.
     merged_sizes = {
         label: entry
@@ -614,6 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overhead": overhead,
         "parallel_regions": parallel_result or previous.get("parallel_regions"),
         "linearity": linearity(merged_sizes),
+        "telemetry_ingest": telemetry or previous.get("telemetry_ingest"),
     }
     results["targets"] = evaluate_targets(results["sizes"], seed_us)
     report = render_report(results)
