@@ -29,6 +29,9 @@ from sentinel_assets.validation import check_contract
 
 TELEMETRY_GROUP = "telemetry"
 CONTRACT = "contract"
+# One lake writer at a time (an unconfigured pool has one slot, see dagster.yaml): two batches
+# landing together cannot both accept the same resent event.
+LAKE_POOL = "telemetry_lake"
 
 
 def _spec(asset: str, name: str, partitions_def: dg.PartitionsDefinition, doc: str):
@@ -92,6 +95,7 @@ def _batch_events(telemetry: TelemetryLanding, accounting: FileAccounting) -> pl
     ],
     group_name=TELEMETRY_GROUP,
     kinds={"polars", "duckdb", "parquet"},
+    pool=LAKE_POOL,
 )
 def dead_letters(
     context: dg.AssetExecutionContext, telemetry: TelemetryLanding, catalog: WarehouseCatalog
@@ -174,6 +178,7 @@ def _ensure_views(catalog: WarehouseCatalog, telemetry: TelemetryLanding) -> Non
     ],
     group_name=TELEMETRY_GROUP,
     kinds={"polars", "parquet"},
+    pool=LAKE_POOL,
 )
 def telemetry_events(
     context: dg.AssetExecutionContext, telemetry: TelemetryLanding, catalog: WarehouseCatalog

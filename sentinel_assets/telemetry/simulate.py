@@ -258,7 +258,7 @@ def simulate(landing: Path, plan: SimulationPlan) -> list[Path]:
         resent = frame.filter(pl.Series(rng.random(frame.height) < plan.resend_share))
         frame = pl.concat([frame, resent]).sort("ts", maintain_order=True)
         for day, rows in _by_day(frame):
-            kind = "jsonl" if (REGIONS.index(region) + file_index) % 2 else "csv"
+            kind = "jsonl" if file_index % 2 else "csv"
             lines = _lines(rows, kind)["line"]
             lines = _break_lines(lines, rng, plan.malformed_share)
             if kind == "csv":

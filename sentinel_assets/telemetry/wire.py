@@ -21,6 +21,7 @@ one (with replacement characters, for `raw`).
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -167,17 +168,20 @@ def _arrow_lines(block: bytes, offsets: np.ndarray, text: bool) -> pl.Series:
     return pl.from_arrow(array)
 
 
-_DECODE = """
-    SELECT line_number, rtrim(try(decode(bytes)), chr(13) || chr(10)) AS text, bytes
-    FROM lines_view
-"""
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
-def _decoded(block: bytes, first_line: int, conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def _decoded(block: bytes, first_line: int) -> pl.DataFrame:
     """One row per physical line: `line_number`, `text` (NULL for invalid UTF-8), `raw`
-    (always set), `too_long` and `blank`. A block that is valid UTF-8 as a whole (the usual
-    case) becomes text without a copy; otherwise DuckDB decodes line by line, vectorized,
-    and only the invalid lines are decoded with replacement characters for `raw`."""
+    (always set, invalid bytes replaced by U+FFFD), `too_long` and `blank`. A block that is
+    valid UTF-8 as a whole (the usual case) becomes text without a copy; otherwise it is
+    decoded once with replacement characters, and only the lines that show one are checked
+    one by one."""
     offsets = _offsets(block)
     numbers = pl.Series(
         "line_number", np.arange(first_line, first_line + len(offsets) - 1, dtype=np.int64)
@@ -192,16 +196,18 @@ def _decoded(block: bytes, first_line: int, conn: duckdb.DuckDBPyConnection) -> 
         text = _arrow_lines(block, offsets, text=True).str.strip_chars_end("\r\n").alias("text")
         frame = pl.DataFrame([numbers, text, too_long]).with_columns(pl.col("text").alias("raw"))
     else:
-        lines = pl.DataFrame([numbers, _arrow_lines(block, offsets, text=False).alias("bytes")])
-        conn.register("lines_view", lines)
-        decoded = conn.sql(_DECODE).pl().sort("line_number")
-        conn.unregister("lines_view")
-        invalid = decoded["text"].is_null()
-        lossy = decoded.filter(invalid)["bytes"].map_elements(
-            lambda b: b.decode("utf-8", "replace").rstrip("\r\n"), pl.String
-        )
-        raw = decoded["text"].scatter(np.flatnonzero(invalid.to_numpy()), lossy)
-        frame = pl.DataFrame([numbers, decoded["text"], too_long, raw.alias("raw")])
+        # The block decoded once with replacement characters; only lines that show one are
+        # checked one by one (a line may carry U+FFFD legitimately).
+        lossy = pl.Series([block.decode("utf-8", "replace")]).str.split("\n").explode()
+        lossy = lossy.head(len(offsets) - 1).str.strip_chars_end("\r")
+        suspicious = np.flatnonzero(lossy.str.contains("\ufffd", literal=True).to_numpy())
+        broken = [i for i in suspicious if not _is_utf8(block[offsets[i] : offsets[i + 1]])]
+        invalid = np.zeros(len(offsets) - 1, dtype=bool)
+        invalid[broken] = True
+        text = pl.select(
+            pl.when(pl.Series(invalid)).then(None).otherwise(lossy).alias("text")
+        ).to_series()
+        frame = pl.DataFrame([numbers, text, too_long, lossy.alias("raw")])
     return frame.with_columns(
         (pl.col("text").str.strip_chars() == "").fill_null(False).alias("blank")
     )
@@ -229,31 +235,69 @@ def _records(frame: pl.DataFrame, fields: dict[str, pl.Expr]) -> pl.DataFrame:
     return frame.select("line_number", "raw", "wire_error", *columns)
 
 
+_WIRE_SCHEMA = {name: pl.String for name in WIRE_FIELDS}
+_JSON_CHECK = """
+    SELECT _row,
+           CASE WHEN too_long OR text IS NULL THEN NULL
+                WHEN NOT json_valid(text) THEN 'json:malformed'
+                WHEN json_type(text) <> 'OBJECT' THEN 'json:not_an_object' END AS json_error
+    FROM decoded_view
+"""
+
+
+def _try_read_objects(texts: pl.Series) -> pl.DataFrame | None:
+    """One JSON object per element -> one text column per wire field, in order, parsed
+    together by Polars' NDJSON reader; None when some element is not a JSON object."""
+    if texts.is_empty():
+        return pl.DataFrame(schema=_WIRE_SCHEMA)
+    payload = (texts.str.join("\n").item() + "\n").encode("utf-8")
+    try:
+        frame = pl.read_ndjson(io.BytesIO(payload), schema=_WIRE_SCHEMA)
+    except pl.exceptions.PolarsError:
+        return None
+    return frame if frame.height == texts.len() else None
+
+
+def _read_objects(texts: pl.Series, conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Like `_try_read_objects` for elements DuckDB found valid; should Polars' reader still
+    refuse one, DuckDB extracts the fields instead."""
+    frame = _try_read_objects(texts)
+    if frame is not None:
+        return frame
+    paths = ", ".join(f"'$.\"{name}\"'" for name in WIRE_FIELDS)
+    conn.register("objects_view", pl.DataFrame({"text": texts}).with_row_index("_row"))
+    values = conn.sql(
+        f"SELECT _row, json_extract_string(text, [{paths}]) AS v FROM objects_view"
+    ).pl()
+    conn.unregister("objects_view")
+    return values.sort("_row").select(
+        pl.col("v").list.get(i, null_on_oob=True).alias(name) for i, name in enumerate(WIRE_FIELDS)
+    )
+
+
 def _json_chunk(decoded: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireChunk:
+    """JSON Lines: the lines are parsed together (Polars' NDJSON reader); only when that
+    fails does DuckDB's `json_valid` find the broken lines (vectorized, a second pass) and the
+    valid ones are parsed together again."""
     blank = int(decoded["blank"].sum())
     data = decoded.filter(~pl.col("blank")).with_row_index("_row")
-    conn.register("decoded_view", data.select("_row", "text", "too_long"))
-    paths = ", ".join(f"'$.\"{name}\"'" for name in WIRE_FIELDS)
-    parsed = conn.sql(
-        f"""
-        SELECT _row,
-               CASE WHEN too_long OR text IS NULL THEN NULL
-                    WHEN NOT json_valid(text) THEN 'json:malformed'
-                    WHEN json_type(text) <> 'OBJECT' THEN 'json:not_an_object' END AS json_error,
-               CASE WHEN NOT too_long AND text IS NOT NULL AND json_valid(text)
-                         AND json_type(text) = 'OBJECT'
-                    THEN json_extract_string(text, [{paths}]) END AS values
-        FROM decoded_view
-        """
-    ).pl()
-    conn.unregister("decoded_view")
-    data = data.join(parsed, on="_row", how="left", maintain_order="left").sort("line_number")
-    data = _with_wire_error(data, pl.col("json_error"))
-    fields = {
-        name: pl.col("values").list.get(i, null_on_oob=True).replace("", None)
-        for i, name in enumerate(WIRE_FIELDS)
-    }
-    return WireChunk(_records(data, fields), blank_lines=blank, header_lines=0)
+    data = _with_wire_error(data, pl.lit(None, pl.String))
+    readable = pl.col("wire_error").is_null()
+    objects = _try_read_objects(data.filter(readable)["text"])
+    if objects is None:
+        conn.register("decoded_view", data.select("_row", "text", "too_long"))
+        checked = conn.sql(_JSON_CHECK).pl().sort("_row")
+        conn.unregister("decoded_view")
+        data = _with_wire_error(data.with_columns(checked["json_error"]), pl.col("json_error"))
+        objects = _read_objects(data.filter(readable)["text"], conn)
+    objects = objects.select(pl.col(name).replace("", None) for name in WIRE_FIELDS)
+    lineage = ["line_number", "raw", "wire_error"]
+    good = data.filter(readable).select(lineage).hstack(objects)
+    bad = data.filter(~readable).select(
+        *lineage, *[pl.lit(None, pl.String).alias(name) for name in WIRE_FIELDS]
+    )
+    records = pl.concat([good, bad]).sort("line_number") if bad.height else good
+    return WireChunk(records, blank_lines=blank, header_lines=0)
 
 
 def _csv_header(block: bytes, path: Path) -> list[str]:
@@ -295,7 +339,7 @@ def _text_chunks(path: Path, kind: str, compressed: bool) -> Iterator[WireChunk]
         next_line = 1
         header: list[str] | None = None
         for block in _blocks(path, compressed):
-            decoded = _decoded(block, next_line, conn)
+            decoded = _decoded(block, next_line)
             next_line += decoded.height
             header_lines = 0
             if kind == "csv" and header is None:
