@@ -163,22 +163,22 @@ def test_rebuilding_a_partition_re_reads_its_batches_and_gives_the_same_events(t
 # --- every line accounted for exactly once (property) --------------------------------------
 
 valid_v2 = st.builds(
-    lambda minute, battery, status: json_line(
-        v2(ts=f"2026-10-31T03:{minute:02d}:00Z", battery_pct=battery, update_status=status,
-           failure_kind="download_timeout" if status == "failed" else None)
+    lambda minute, battery, status: v2(
+        ts=f"2026-10-31T03:{minute:02d}:00Z", battery_pct=battery, update_status=status,
+        failure_kind="download_timeout" if status == "failed" else None,
     ),
     st.integers(0, 59),
     st.sampled_from([0, 12.5, 100]),
     st.sampled_from(["failed", "pending", "success"]),
 )  # fmt: skip
 valid_v1 = st.builds(
-    lambda second, battery: json_line(v1(timestamp=1793416500 + second, battery=battery)),
+    lambda second, battery: v1(timestamp=1793416500 + second, battery=battery),
     st.integers(0, 10),
     st.sampled_from([0, 0.5, 1]),
 )
-malformed = st.sampled_from(
-    [json_line(v2(battery_pct=101)), '{"device_id": 1', "[]", json_line(v1(status="Done")), "{}"]
-)
+broken_record = st.sampled_from([v2(battery_pct=101), v1(status="Done"), v2(ts="soon"), {}])
+STRUCTURAL = {"jsonl": ['{"device_id": 1', "[]", "42"], "csv": ["SN-USE-1,us-east", "a,b"]}
+structural = st.integers(0, 1).map(lambda i: ("structural", i))
 # Random bytes: no line break (that would be two lines) and no NUL (a binary file).
 random_bytes = st.binary(max_size=40).map(
     lambda b: b"x" + b.replace(b"\n", b"").replace(b"\x00", b"")
@@ -186,36 +186,51 @@ random_bytes = st.binary(max_size=40).map(
 blank = st.sampled_from(["", "  "])
 
 
+def render(kind: str, item) -> str | bytes:
+    if isinstance(item, dict):
+        return json_line(item) if kind == "jsonl" else csv_line(item)
+    if isinstance(item, tuple):
+        return STRUCTURAL[kind][item[1]]
+    return item
+
+
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    lines=st.lists(
-        st.one_of(valid_v2, valid_v1, malformed, random_bytes, blank), min_size=1, max_size=40
+    kind=st.sampled_from(["jsonl", "csv"]),
+    items=st.lists(
+        st.one_of(valid_v2, valid_v1, broken_record, structural, random_bytes, blank),
+        min_size=1,
+        max_size=40,
     ).flatmap(lambda ls: st.lists(st.sampled_from(ls), min_size=len(ls), max_size=2 * len(ls))),
     block=st.sampled_from([1024, 4096, 2**20]),  # longer than any line
 )
 def test_every_line_is_accepted_a_duplicate_or_a_dead_letter_exactly_once(
-    tmp_path_factory, monkeypatch, lines, block
+    tmp_path_factory, monkeypatch, kind, items, block
 ):
     from sentinel_assets.telemetry import wire
 
     monkeypatch.setattr(wire, "CHUNK_BYTES", block)
     folder = tmp_path_factory.mktemp("prop")
-    path = write_lines(folder / "p.jsonl", lines)
+    lines = [render(kind, item) for item in items]
+    path = write_lines(folder / f"p.{kind}", lines)
     result, events = ingest(path, folder / "lake")
     acc = result.accounting
     assert acc.unreadable is None
-    encoded = [line if isinstance(line, bytes) else line.encode() for line in lines]
-    data_lines = {n for n, line in enumerate(encoded, 1) if line.strip()}
+    first = 2 if kind == "csv" else 1  # the CSV header is line 1
+    encoded = {
+        n: line if isinstance(line, bytes) else line.encode() for n, line in enumerate(lines, first)
+    }
+    data_lines = {n for n, line in encoded.items() if line.strip()}
     accepted = set(events["line_number"])
     dead = set(reasons_of(result))
     assert not accepted & dead
     assert accepted | dead <= data_lines
     duplicates = data_lines - accepted - dead
     # A duplicate is a line equal to an accepted one earlier in the file.
-    accepted_text = {encoded[n - 1] for n in accepted}
-    assert all(encoded[n - 1] in accepted_text for n in duplicates)
+    accepted_text = {encoded[n] for n in accepted}
+    assert all(encoded[n] in accepted_text and n > min(accepted) for n in duplicates)
     assert acc.data_lines == len(data_lines) == acc.accepted + acc.duplicates + acc.dead_letters
     assert acc.duplicates == len(duplicates)
     assert check_contract(events, TELEMETRY_EVENT_SCHEMA).passed

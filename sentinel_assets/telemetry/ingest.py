@@ -7,10 +7,11 @@ with the same device, timestamp and payload as one already accepted, earlier in 
 by a batch ingested before (devices and gateways resend).
 
 `record_id` of an event is the 63-bit MD5 of its V2 payload (`schema.EVENT_VALUE_COLUMNS`:
-device, timestamp and every reading): stable across re-ingestion (same content, same id, also
-for a V1 record and its V2 resend), different for two different readings of one device at one
-timestamp (both are kept), and unique across the warehouse as far as 63-bit hashes go (about
-1 in 10^7 for 10^6 events... per 4 * 10^12 pairs). That is also the duplicate identity.
+device, timestamp and every reading): stable across re-ingestion and machines (same content,
+same id, also for a V1 record and its V2 resend), different for two different readings of one
+device at one timestamp (both are kept). That is also the duplicate identity. Two of n events
+share an id with a chance of about n^2 / 2^64 (5e-8 for a million events, 5e-6 for ten
+million). Fleet records hash `raw_fleet:<device_id>`: other inputs, the same odds.
 `record_id` of a dead letter is the hash of (file SHA-256, line number).
 
 Files are processed chunk by chunk (`wire.CHUNK_BYTES`); accepted events are staged per
