@@ -14,6 +14,7 @@ and the events lake by date x region (`telemetry_events`), with their checks in 
 import time
 
 import dagster as dg
+import pandera.polars as pa
 import polars as pl
 
 from sentinel_assets.contracts import DEAD_LETTER_SCHEMA, telemetry_event_schema
@@ -34,14 +35,19 @@ CONTRACT = "contract"
 LAKE_POOL = "telemetry_lake"
 
 
-def _spec(asset: str, name: str, partitions_def: dg.PartitionsDefinition, doc: str):
+def _spec(
+    asset: str, name: str, partitions_def: dg.PartitionsDefinition, doc: str | None
+) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         name, asset=asset, blocking=True, partitions_def=partitions_def, description=doc
     )
 
 
 @timed
-def contract_check(frame: pl.DataFrame, asset: str, schema, check_name=CONTRACT):
+def contract_check(
+    frame: pl.DataFrame, asset: str, schema: pa.DataFrameSchema, check_name: str = CONTRACT
+) -> dg.AssetCheckResult:
+    """The frame against its Pandera contract (every failing rule reported, with examples)."""
     report = check_contract(frame, schema)
     metadata: dict[str, object] = {"rows": report.rows, "failing_rows": report.failing_rows}
     if not report.passed:

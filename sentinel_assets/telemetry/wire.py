@@ -198,8 +198,8 @@ def _decoded(block: bytes, first_line: int) -> pl.DataFrame:
     else:
         # The block decoded once with replacement characters; only lines that show one are
         # checked one by one (a line may carry U+FFFD legitimately).
-        lossy = pl.Series([block.decode("utf-8", "replace")]).str.split("\n").explode()
-        lossy = lossy.head(len(offsets) - 1).str.strip_chars_end("\r")
+        fixed = block.decode("utf-8", "replace").encode("utf-8")  # same lines, U+FFFD in
+        lossy = _arrow_lines(fixed, _offsets(fixed), text=True).str.strip_chars_end("\r\n")
         suspicious = np.flatnonzero(lossy.str.contains("\ufffd", literal=True).to_numpy())
         broken = [i for i in suspicious if not _is_utf8(block[offsets[i] : offsets[i + 1]])]
         invalid = np.zeros(len(offsets) - 1, dtype=bool)
@@ -283,7 +283,10 @@ def _json_chunk(decoded: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireC
     data = decoded.filter(~pl.col("blank")).with_row_index("_row")
     data = _with_wire_error(data, pl.lit(None, pl.String))
     readable = pl.col("wire_error").is_null()
-    objects = _try_read_objects(data.filter(readable)["text"])
+    texts = data.filter(readable)["text"]
+    # A line that is not even shaped like an object sends the block straight to the check.
+    shaped = texts.str.starts_with("{").all() and texts.str.ends_with("}").all()
+    objects = _try_read_objects(texts) if shaped else None
     if objects is None:
         conn.register("decoded_view", data.select("_row", "text", "too_long"))
         checked = conn.sql(_JSON_CHECK).pl().sort("_row")
