@@ -298,3 +298,16 @@ def test_a_device_whose_latest_event_is_v1_is_excluded_with_its_reasons(tmp_path
     assert snapshot.fleet.height == 0
     [reasons] = snapshot.excluded["reasons"].to_list()
     assert "battery_voltage_v:missing" in reasons
+
+
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=300))
+@settings(max_examples=25, deadline=None)
+def test_record_ids_are_md5_hence_stable_everywhere_and_keep_their_order(keys):
+    import hashlib
+
+    from sentinel_assets.telemetry.dead_letters import stable_ids
+
+    ids = stable_ids(pl.Series(keys, dtype=pl.String)).to_list()
+    mask = (1 << 63) - 1
+    md5 = [int.from_bytes(hashlib.md5(k.encode()).digest()[:8], "little") & mask for k in keys]
+    assert ids == md5

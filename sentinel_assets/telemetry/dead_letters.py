@@ -52,15 +52,17 @@ _ID_MASK = (1 << 63) - 1
 
 
 def stable_ids(keys: pl.Series) -> pl.Series:
-    """A 63-bit id per key from its MD5 (stable across processes, versions and machines,
-    unlike Polars' `hash`); computed in DuckDB, vectorized."""
-    frame = pl.DataFrame({"key": keys.cast(pl.String)}).with_row_index("idx")
-    with duckdb.connect() as conn:
+    """A 63-bit id per key: the first 8 bytes of its MD5 (little-endian) without the sign
+    bit, so stable across processes, versions and machines (unlike Polars' `hash`);
+    computed in DuckDB, vectorized. A plain projection keeps the input order (DuckDB's
+    `preserve_insertion_order`, on by default and set here)."""
+    frame = pl.DataFrame({"key": keys.cast(pl.String)})
+    with duckdb.connect(config={"preserve_insertion_order": True}) as conn:
         conn.register("keys_view", frame)
         ids = conn.sql(
-            f"SELECT idx, (md5_number_upper(key) & {_ID_MASK})::BIGINT AS id FROM keys_view"
+            f"SELECT (md5_number_upper(key) & {_ID_MASK})::BIGINT AS id FROM keys_view"
         ).pl()
-    return ids.sort("idx")["id"].alias("record_id")
+    return ids["id"].alias("record_id")
 
 
 def truncate_raw(raw: pl.Expr) -> pl.Expr:
