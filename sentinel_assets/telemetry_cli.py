@@ -75,7 +75,11 @@ def ingest_command(args: argparse.Namespace) -> int:
     print(f"Ingesting {len(files)} file(s) into {lake_root}")
     totals = {"accepted": 0, "duplicates": 0, "dead_letters": 0}
     for path in files:
-        batch = landing.batch_id(landing.content_hash(path))
+        try:
+            batch = landing.batch_id(landing.content_hash(path))
+        except OSError as error:
+            print(f"  {path.name:<36} cannot be read: {error.strerror or error}")
+            continue
         if batch in known and not args.force:
             manifest = lake.read_manifest(lake_root, batch) or {}
             print(f"  {path.name:<36} already ingested as batch {batch} "

@@ -70,3 +70,13 @@ def test_the_telemetry_package_knows_nothing_of_dagster():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 imported.add(node.module.split(".")[0])
     assert "polars" in imported and "dagster" not in imported
+
+
+def test_a_backlog_is_claimed_a_bounded_number_of_files_at_a_time(tmp_path):
+    for n in range(5):
+        write_lines(tmp_path / f"f{n}.jsonl", [json_line(v2(retry_count=n))])
+    first = landing.scan(tmp_path, known=set(), limit=3)
+    assert len(first.new_batches) == 3 and len(landing.complete_files(tmp_path)) == 2
+    known = {batch for batch, _ in first.new_batches}
+    second = landing.scan(tmp_path, known=known, limit=3)
+    assert len(second.new_batches) == 2 and landing.complete_files(tmp_path) == []

@@ -110,14 +110,15 @@ class LandingScan:
     errors: list[str]
 
 
-def scan(landing: Path, known: set[str]) -> LandingScan:
+def scan(landing: Path, known: set[str], limit: int = 200) -> LandingScan:
     """Claim every complete file; return the claimed batches not in `known` (batch ids already
     requested or ingested). Never raises for one bad file: it is reported in `errors` and
     looked at again next time. No clock is involved, so files arriving late or out of order
-    are picked up like any other."""
+    are picked up like any other. At most `limit` files are hashed per call (a backlog is
+    worked off over several sensor ticks, each well within the tick's time limit)."""
     redropped: list[str] = []
     errors: list[str] = []
-    for path in complete_files(landing):
+    for path in complete_files(landing)[:limit]:
         try:
             digest = content_hash(path)
             if batch_id(digest) in known or (
