@@ -12,10 +12,12 @@ empty). Unknown fields are ignored (newer agents may send more).
 
 Rules, so that accounting is exact: a line ends at `\\n` (a trailing `\\r` is dropped); blank
 lines carry no record and are counted, not dead-lettered. CSV is comma-separated with a header
-row and no line breaks or commas inside fields (telemetry has no free text); a field may be
-wrapped in double quotes, which are removed. Splitting, decoding and JSON parsing run
-vectorized in Polars/DuckDB; only lines already known to hold invalid UTF-8 are decoded one by
-one (with replacement characters, for `raw`).
+row and no line breaks or commas inside fields (telemetry has no free text); surrounding
+spaces and double quotes around a field are removed. JSON values are taken as sent (a number
+sent as `" 55"` is not a number). Splitting, decoding and JSON parsing run vectorized in
+Polars/DuckDB (JSON Lines: Polars' NDJSON reader on the whole block, and only if it refuses,
+DuckDB's `json_valid` to find the broken lines); only lines of an invalid UTF-8 block that
+show a replacement character are checked one by one.
 """
 
 from __future__ import annotations
