@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import polars as pl
+import pydantic
 import pytest
 
 from sentinel_assets.definitions import defs
@@ -201,3 +202,18 @@ def test_backfilling_an_events_partition_re_reads_the_landed_files(sentinel_home
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert lake.scan_events(root).collect().sort("record_id").equals(before)
+
+
+def test_the_fleet_source_and_landing_folder_come_from_the_environment(
+    sentinel_home, monkeypatch, tmp_path
+):
+    assert build_resources(sentinel_home)["settings"].simulation.source == "simulator"
+    monkeypatch.setenv("SENTINEL_FLEET_SOURCE", "landing")
+    monkeypatch.setenv("SENTINEL_LANDING_DIR", str(tmp_path / "inbox"))
+    resources = build_resources(sentinel_home)
+    assert resources["settings"].simulation.source == "landing"
+    assert resources["telemetry"].landing == tmp_path / "inbox"
+    assert resources["telemetry"].lake == sentinel_home / "lake"
+    monkeypatch.setenv("SENTINEL_FLEET_SOURCE", "kafka")
+    with pytest.raises(pydantic.ValidationError, match="simulator"):
+        build_resources(sentinel_home)
