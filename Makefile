@@ -21,8 +21,11 @@ SENTINEL_DASHBOARD_HOST ?= 127.0.0.1
 SENTINEL_DASHBOARD_PORT ?= 8501
 DASHBOARD_TESTS := sentinel_assets_tests/test_dashboard_app.py sentinel_assets_tests/test_dashboard_browser.py
 
-demo: install instance ## Materialize every region headless and print the summary
-	$(BIN)/sentinel demo
+DEMO_DAYS ?= 2
+demo: install instance ## Simulate device telemetry, ingest it, build every region's fleet from it, print the summary
+	$(BIN)/sentinel simulate --days $(DEMO_DAYS) --devices-per-region $${SENTINEL_DEVICES_PER_REGION:-10000}
+	$(BIN)/sentinel ingest $(SENTINEL_HOME)/landing
+	SENTINEL_FLEET_SOURCE=landing $(BIN)/sentinel demo
 
 ui: install instance ## Open the project in the Dagster UI (with the daemon, for schedules/sensors)
 	$(BIN)/dagster dev -w workspace.yaml

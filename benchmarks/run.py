@@ -22,6 +22,9 @@ checks the targets of the benchmark issue, prints a table and writes `benchmarks
     python -m benchmarks.run --include-10m        # ... and 10M
     python -m benchmarks.run --sizes 10m          # only 10M (+ 10k for the fixed overhead)
     python -m benchmarks.run --full               # seed style at 1M too (about 5 min more)
+
+and telemetry ingestion against DuckDB's own readers (`benchmarks/telemetry_ingest.py`,
+`--telemetry-events 1m` by default, '' to skip).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dashboard_whatif, parallel_regions
+from benchmarks import dashboard_whatif, parallel_regions, telemetry_ingest
 from benchmarks.measure import (
     N_REGIONS,
     REPO,
@@ -454,6 +457,8 @@ def render_report(results: dict[str, Any]) -> str:
             )
     if results.get("dashboard_whatif"):
         lines += dashboard_whatif.render(results["dashboard_whatif"], results["generated_at"])
+    if results.get("telemetry_ingest"):
+        lines += ["", telemetry_ingest.render(results["telemetry_ingest"]).rstrip()]
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:
@@ -517,6 +522,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--dashboard-sizes",
         default="1m",
         help="fleets for the dashboard what-if benchmark ('' to skip; default 1m)",
+    )
+    parser.add_argument(
+        "--telemetry-events",
+        default="1m",
+        help="events for the telemetry ingestion comparison ('' to skip; default 1m)",
     )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data folders")
@@ -611,6 +621,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ("" if entry["ok"] else f" FAILED\n{entry['log']}")
         )
 
+    telemetry = None
+    if args.telemetry_events:
+        telemetry = telemetry_ingest.compare(
+            parse_size(args.telemetry_events), workdir / "telemetry", log=log
+        )
+
     # Sizes measured earlier and not now are kept, marked with when they were measured.
     merged_sizes = {
         label: entry
@@ -630,6 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parallel_regions": parallel_result or previous.get("parallel_regions"),
         "linearity": linearity(merged_sizes),
         "dashboard_whatif": dashboard,
+        "telemetry_ingest": telemetry or previous.get("telemetry_ingest"),
     }
     results["targets"] = evaluate_targets(results["sizes"], seed_us)
     results["targets"] += dashboard_whatif.targets(dashboard)

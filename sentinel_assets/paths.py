@@ -4,6 +4,8 @@
     ├── warehouse.duckdb                         CATALOG_FILE: the DuckDB catalog
     ├── tables/<asset>/region=<region>.parquet   TABLES_DIR: one shard per asset and region
     ├── reports/<chart>.png                      REPORTS_DIR: the charts
+    ├── landing/                                 LANDING_DIR: telemetry files arrive here
+    ├── lake/                                    LAKE_DIR: telemetry events, dead letters
     └── dagster/                                 DAGSTER_DIR: the default `$DAGSTER_HOME`
 
 The environment is read when a function is called, never at import, so a command or a test
@@ -19,6 +21,8 @@ DEFAULT_HOME = ".sentinel"
 CATALOG_FILE = "warehouse.duckdb"
 TABLES_DIR = "tables"
 REPORTS_DIR = "reports"
+LANDING_DIR = "landing"
+LAKE_DIR = "lake"
 DAGSTER_DIR = "dagster"
 
 
@@ -48,6 +52,17 @@ def tables_root(home: Path | None = None) -> Path:
 def reports_root(home: Path | None = None) -> Path:
     """The folder the report charts (PNG) are written to."""
     return _home(home) / REPORTS_DIR
+
+
+def landing_root(home: Path | None = None) -> Path:
+    """The landing folder telemetry files are dropped into (`$SENTINEL_LANDING_DIR` may move
+    it: see `defs/resources.py`)."""
+    return _home(home) / LANDING_DIR
+
+
+def lake_root(home: Path | None = None) -> Path:
+    """The telemetry lake: events by date and region, dead letters, batch manifests."""
+    return _home(home) / LAKE_DIR
 
 
 def dagster_home() -> Path:

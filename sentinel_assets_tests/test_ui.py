@@ -45,6 +45,7 @@ REPORT_ASSETS = [
     "campaign_report",
     "status_before_after",
 ]
+TELEMETRY_ASSETS = ["dead_letters", "telemetry_events"]
 # Wide and tall enough that the expanded graph fits at the zoom where nodes show their facts.
 VIEWPORT = {"width": 2400, "height": 1700}
 
@@ -111,7 +112,7 @@ def test_graphql_lists_every_asset_of_the_project(ui: DagsterUI, definitions: De
     graph = definitions.resolve_asset_graph()
     project = sorted(key.to_user_string() for key in graph.get_all_asset_keys())
     assert keys == project
-    assert set(FLEET_ASSETS + REPORT_ASSETS) == set(keys)
+    assert set(FLEET_ASSETS + REPORT_ASSETS + TELEMETRY_ASSETS) == set(keys)
     assert ui.asset_check_names("sanitized_fleet") == [
         "contract",
         "quarantine_rate_within_gate",

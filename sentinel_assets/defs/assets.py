@@ -18,6 +18,7 @@ from sentinel_assets.defs.config import region_seed
 from sentinel_assets.defs.metadata import contract_metadata, dashboard_link, markdown
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
+from sentinel_assets.defs.telemetry_resources import TelemetryLanding
 from sentinel_assets.generate import generate_fleet
 from sentinel_assets.quality import quarantine_rate
 from sentinel_assets.recovery import (
@@ -78,20 +79,30 @@ def fleet_asset(
 
 
 @fleet_asset()
-def raw_fleet(context: dg.AssetExecutionContext, settings: SentinelSettings) -> Iterator[StepEvent]:
+def raw_fleet(
+    context: dg.AssetExecutionContext, settings: SentinelSettings, telemetry: TelemetryLanding
+) -> Iterator[StepEvent]:
     """Every device of the region as it stands mid-way through the OTA campaign: model,
-    firmware path, update status and the telemetry that recovery decisions depend on."""
+    firmware path, update status and the telemetry that recovery decisions depend on (from
+    the simulator, or with `source: landing` the latest landed event per device)."""
     sim = settings.simulation
-    fleet = generate_fleet(
-        context.partition_key,
-        sim.devices_per_region,
-        seed=sim.seed,
-        as_of=sim.as_of_utc(),
-        profile=sim,
-    )
+    excluded = 0
+    if sim.source == "landing":
+        snapshot = telemetry.fleet(context.partition_key, sim.as_of_utc())
+        fleet, excluded = snapshot.fleet, snapshot.excluded.height
+    else:
+        fleet = generate_fleet(
+            context.partition_key,
+            sim.devices_per_region,
+            seed=sim.seed,
+            as_of=sim.as_of_utc(),
+            profile=sim,
+        )
     yield dg.Output(
         fleet,
         metadata={
+            "source": sim.source,
+            "devices_excluded_incomplete": excluded,
             "devices": fleet.height,
             "update_status": dg.MetadataValue.json(status_counts(fleet)),
             "preview": markdown(fleet),

@@ -8,6 +8,7 @@ it when the run's resources are set up, before anything is written.
 
 import os
 from datetime import UTC, datetime
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field, field_validator
@@ -33,6 +34,12 @@ class SimulationSettings(dg.Config, FleetProfile):
     """The synthetic fleet: how many devices, which seed, the campaign's snapshot time, and
     how the campaign goes (`generate.FleetProfile`: status mix, where it goes worse)."""
 
+    source: Literal["simulator", "landing"] = Field(
+        default="simulator",
+        description="Where raw_fleet comes from: the generator, or the latest landed event per "
+        "device as of `as_of` (the telemetry lake, filled by the landing sensor or "
+        "`sentinel ingest`).",
+    )
     devices_per_region: int = Field(default=10_000, ge=0, le=50_000_000)
     seed: int = 7
     as_of: str = Field(

@@ -1,5 +1,6 @@
 """Resources: run settings, the DuckDB catalog and the region-shard IO manager."""
 
+import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,10 @@ from sentinel_assets.defs.config import (
     SimulationSettings,
     env_int,
 )
+from sentinel_assets.defs.telemetry_resources import TelemetryLanding
 
 STORAGE_COMPATIBILITY = "v1.2.0"
+LANDING_ENV = "SENTINEL_LANDING_DIR"  # the landing folder, default $SENTINEL_HOME/landing
 
 
 class SentinelSettings(dg.ConfigurableResource):
@@ -149,9 +152,11 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
             simulation=SimulationSettings(
                 devices_per_region=env_int("SENTINEL_DEVICES_PER_REGION", 10_000),
                 seed=env_int("SENTINEL_SEED", 7),
+                source=os.environ.get("SENTINEL_FLEET_SOURCE") or "simulator",
             )
         ),
         "catalog": catalog,
+        "telemetry": TelemetryLanding(home=str(home), landing_dir=os.environ.get(LANDING_ENV, "")),
         "io_manager": RegionShardIOManager(
             catalog=catalog, memory_cache_mb=env_int("SENTINEL_MEMORY_CACHE_MB", 2048)
         ),

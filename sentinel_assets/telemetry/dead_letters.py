@@ -1,0 +1,115 @@
+"""Dead letters: what could not become an event, why (one reason code per broken rule), and
+where it came from. Nothing is dropped silently: every data line of a landed file is an event,
+a duplicate of one, or a dead letter.
+
+Reason codes are `<scope>:<rule>`:
+
+* whole file (`line_number` 0, the file is moved aside): `file:empty`, `file:binary` (a NUL
+  byte: not a text file), `file:unknown_format` (not .csv/.jsonl/.ndjson/.parquet[.gz]),
+  `file:line_too_long` (no line break within `wire.CHUNK_BYTES`), `file:unreadable` (I/O),
+  `gzip:corrupt` (truncated or not gzip), `csv:bad_header`, `parquet:unreadable`;
+* one line: `encoding:invalid_utf8`, `line:too_long` (over `wire.MAX_LINE_BYTES`),
+  `json:malformed`, `json:not_an_object`, `csv:field_count`, `schema:unknown_version`,
+  `schema_version:mismatch`;
+* one field (named as on the wire, so `battery:not_a_number` for V1, `battery_pct:...` for
+  V2; bounds are checked after the upcast, on the V2 column): `<field>:missing`,
+  `:not_a_number`, `:not_an_integer`, `:unparsable` (timestamps), `:out_of_range`,
+  `:malformed` (device id and firmware patterns), `:not_allowed`, and `region:unknown` /
+  `model:unknown` for a region or model outside the configured fleet; cross-field:
+  `failure_kind:set_without_failure`, `commit_state:set_without_partial`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from sentinel_assets.contracts import DEAD_LETTER_RAW_MAX_CHARS, DEAD_LETTER_SCHEMA
+
+FILE_REASONS: tuple[str, ...] = (
+    "file:empty",
+    "file:binary",
+    "file:unknown_format",
+    "file:line_too_long",
+    "file:unreadable",
+    "gzip:corrupt",
+    "csv:bad_header",
+    "parquet:unreadable",
+)
+LINE_REASONS: tuple[str, ...] = (
+    "encoding:invalid_utf8",
+    "line:too_long",
+    "json:malformed",
+    "json:not_an_object",
+    "csv:field_count",
+    "schema:unknown_version",
+    "schema_version:mismatch",
+)
+DEAD_LETTER_COLUMNS: tuple[str, ...] = tuple(DEAD_LETTER_SCHEMA.columns)
+_ID_MASK = (1 << 63) - 1
+
+
+def stable_ids(keys: pl.Series) -> pl.Series:
+    """A 63-bit id per key: the first 8 bytes of its MD5 (little-endian) without the sign
+    bit, so stable across processes, versions and machines (unlike Polars' `hash`);
+    computed in DuckDB, vectorized. A plain projection keeps the input order (DuckDB's
+    `preserve_insertion_order`, on by default and set here)."""
+    frame = pl.DataFrame({"key": keys.cast(pl.String)})
+    with duckdb.connect(config={"preserve_insertion_order": True}) as conn:
+        conn.register("keys_view", frame)
+        ids = conn.sql(
+            f"SELECT (md5_number_upper(key) & {_ID_MASK})::BIGINT AS id FROM keys_view"
+        ).pl()
+    return ids["id"].alias("record_id")
+
+
+def truncate_raw(raw: pl.Expr) -> pl.Expr:
+    return raw.str.slice(0, DEAD_LETTER_RAW_MAX_CHARS)
+
+
+def dead_letter_frame(
+    rejected: pl.DataFrame,
+    *,
+    source_file: str,
+    source_sha256: str,
+    ingested_at: datetime,
+) -> pl.DataFrame:
+    """Dead letters from rows with `line_number`, `raw` and a non-empty `reasons` list."""
+    batch = source_sha256[:16]
+    keys = pl.format("{}:{}", pl.lit(source_sha256), pl.col("line_number"))
+    frame = rejected.select(
+        pl.lit(batch).alias("partition_key"),
+        pl.lit(source_file).alias("source_file"),
+        pl.lit(source_sha256).alias("source_sha256"),
+        pl.col("line_number").cast(pl.Int64),
+        truncate_raw(pl.col("raw").cast(pl.String)).alias("raw"),
+        pl.col("reasons").list.first().alias("reason"),
+        pl.col("reasons").cast(pl.List(pl.String)),
+        pl.lit(ingested_at)
+        .dt.cast_time_unit("us")
+        .dt.convert_time_zone("UTC")
+        .alias("ingested_at"),
+        keys.alias("_key"),
+    )
+    return frame.with_columns(stable_ids(frame["_key"])).select(DEAD_LETTER_COLUMNS)
+
+
+def whole_file_dead_letter(
+    reason: str, *, source_file: str, source_sha256: str, ingested_at: datetime, detail: str
+) -> pl.DataFrame:
+    """The one dead letter of a file that could not be read at all (line_number 0)."""
+    row = pl.DataFrame(
+        {"line_number": [0], "raw": [detail], "reasons": [[reason]]},
+        schema={"line_number": pl.Int64, "raw": pl.String, "reasons": pl.List(pl.String)},
+    )
+    return dead_letter_frame(
+        row, source_file=source_file, source_sha256=source_sha256, ingested_at=ingested_at
+    )
+
+
+def empty_dead_letters() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={name: column.dtype.type for name, column in DEAD_LETTER_SCHEMA.columns.items()}
+    )

@@ -1,0 +1,281 @@
+"""One landed file -> accepted events in the lake, dead letters, and its accounting.
+
+Per file, every data line is accounted for exactly once:
+`data_lines = accepted + duplicates + dead_letters`, where data lines are the physical lines
+that are neither the CSV header nor blank (for Parquet: the rows). A duplicate is an event
+with the same device, timestamp and payload as one already accepted, earlier in the file or
+by a batch ingested before (devices and gateways resend).
+
+`record_id` of an event is the 63-bit MD5 of its V2 payload (`schema.EVENT_VALUE_COLUMNS`:
+device, timestamp and every reading): stable across re-ingestion and machines (same content,
+same id, also for a V1 record and its V2 resend), different for two different readings of one
+device at one timestamp (both are kept). That is also the duplicate identity. Two of n events
+share an id with a chance of about n^2 / 2^64 (5e-8 for a million events, 5e-6 for ten
+million). Fleet records hash `raw_fleet:<device_id>`: other inputs, the same odds.
+`record_id` of a dead letter is the hash of (file SHA-256, line number).
+
+Files are processed chunk by chunk (`wire.CHUNK_BYTES`); accepted events are staged per
+(date, region) and moved into the lake only when the whole file was read, so a file that
+fails half-way (a truncated gzip) leaves no events behind: it becomes one dead letter.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from sentinel_assets.contracts import MODELS, REGIONS
+from sentinel_assets.telemetry import lake as lake_io
+from sentinel_assets.telemetry.dead_letters import (
+    dead_letter_frame,
+    empty_dead_letters,
+    stable_ids,
+    whole_file_dead_letter,
+)
+from sentinel_assets.telemetry.landing import batch_id, content_hash
+from sentinel_assets.telemetry.schema import EVENT_VALUE_COLUMNS, upcast
+from sentinel_assets.telemetry.wire import UnreadableFile, read_chunks
+from sentinel_assets.warehouse import PARQUET_COMPRESSION
+
+_NULL = "\u2400"  # stands for NULL in the hashed payload
+
+
+@dataclass
+class FileAccounting:
+    """What became of one file's lines."""
+
+    source_file: str
+    sha256: str
+    batch: str
+    header_lines: int = 0
+    blank_lines: int = 0
+    data_lines: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    unreadable: str | None = None  # the whole-file reason, when it could not be read at all
+    seconds: float = 0.0
+    partitions: dict[str, int] = field(default_factory=dict)  # events written per partition
+
+    @property
+    def balanced(self) -> bool:
+        """Nothing lost, nothing invented (an unreadable file is one dead letter, no event)."""
+        if self.unreadable:
+            return self.dead_letters == 1 and self.accepted == 0 and self.duplicates == 0
+        return self.data_lines == self.accepted + self.duplicates + self.dead_letters
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "balanced": self.balanced}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accounting: FileAccounting
+    dead_letters: pl.DataFrame
+
+    @property
+    def batch(self) -> str:
+        return self.accounting.batch
+
+
+def _utc(moment: datetime) -> pl.Expr:
+    return pl.lit(moment).dt.cast_time_unit("us").dt.convert_time_zone("UTC")
+
+
+def events_from(rows: pl.DataFrame, *, source_file: str, ingested_at: datetime) -> pl.DataFrame:
+    """Accepted upcast rows -> `telemetry_events` rows (record key, partition, lineage)."""
+    payload = pl.concat_str(
+        [pl.col(c).cast(pl.String).fill_null(_NULL) for c in EVENT_VALUE_COLUMNS],
+        separator="\x1f",
+    )
+    frame = rows.with_columns(
+        pl.col("ts").dt.date().alias("event_date"), payload.alias("_payload")
+    ).with_columns(
+        pl.format("{}|{}", pl.col("event_date"), pl.col("region")).alias("partition_key"),
+        pl.lit(source_file).alias("source_file"),
+        _utc(ingested_at).alias("ingested_at"),
+    )
+    frame = frame.with_columns(stable_ids(frame["_payload"]))
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in lake_io.EVENT_DTYPES.items()])
+
+
+def _unreadable(
+    accounting: FileAccounting, error: UnreadableFile, ingested_at: datetime
+) -> pl.DataFrame:
+    accounting.unreadable = error.reason
+    accounting.header_lines = accounting.blank_lines = accounting.data_lines = 0
+    accounting.accepted = accounting.duplicates = 0
+    accounting.dead_letters = 1
+    accounting.partitions = {}
+    return whole_file_dead_letter(
+        error.reason,
+        source_file=accounting.source_file,
+        source_sha256=accounting.sha256,
+        ingested_at=ingested_at,
+        detail=error.detail,
+    )
+
+
+def ingest_file(
+    path: Path,
+    lake: Path,
+    *,
+    source_name: str | None = None,
+    regions: Sequence[str] = REGIONS,
+    models: Sequence[str] = MODELS,
+    only_partitions: set[str] | None = None,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Ingest one file into the lake; never raises for bad content (it becomes dead letters).
+
+    `only_partitions` rewrites just those date x region parts (a Dagster backfill of
+    `telemetry_events`); the dead letters and the batch manifest are then left as they are.
+    """
+    started = time.perf_counter()
+    sha256 = content_hash(path)
+    batch = batch_id(sha256)
+    previous = lake_io.read_manifest(lake, batch)
+    ingested_at = (
+        datetime.fromisoformat(previous["ingested_at"]) if previous else (now or datetime.now(UTC))
+    )
+    accounting = FileAccounting(source_name or path.name, sha256, batch)
+    staging = lake / "_staging" / f"{batch}-{uuid.uuid4().hex}"
+    staged: dict[str, list[Path]] = {}
+    rejected: list[pl.DataFrame] = []
+    seen = pl.Series("record_id", [], dtype=pl.Int64)
+    try:
+        try:
+            for number, chunk in enumerate(read_chunks(path)):
+                accounting.header_lines += chunk.header_lines
+                accounting.blank_lines += chunk.blank_lines
+                accounting.data_lines += chunk.records.height
+                rows = upcast(chunk.records, regions=regions, models=models)
+                if rows.rejected.height:
+                    rejected.append(
+                        dead_letter_frame(
+                            rows.rejected,
+                            source_file=accounting.source_file,
+                            source_sha256=sha256,
+                            ingested_at=ingested_at,
+                        )
+                    )
+                events = events_from(
+                    rows.valid, source_file=accounting.source_file, ingested_at=ingested_at
+                )
+                fresh = events.filter(
+                    pl.col("record_id").is_first_distinct()
+                    & ~pl.col("record_id").is_in(seen.implode())
+                )
+                accounting.duplicates += events.height - fresh.height
+                seen = pl.concat([seen, fresh["record_id"]])
+                if only_partitions is not None:
+                    fresh = fresh.filter(pl.col("partition_key").is_in(list(only_partitions)))
+                for (key,), part in fresh.partition_by(
+                    "partition_key", as_dict=True, maintain_order=True
+                ).items():
+                    parts = staged.setdefault(str(key), [])
+                    target = staging / f"{len(staged)}" / f"{number}.parquet"
+                    if parts:
+                        target = parts[0].parent / f"{number}.parquet"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    part.sort("device_id", "ts", "record_id").write_parquet(
+                        target, compression=PARQUET_COMPRESSION
+                    )
+                    parts.append(target)
+        except UnreadableFile as error:
+            dead = _unreadable(accounting, error, ingested_at)
+            if only_partitions is None:
+                _publish_dead_letters(lake, batch, dead)
+                lake_io.write_manifest(lake, _manifest(accounting, ingested_at))
+            accounting.seconds = time.perf_counter() - started
+            return IngestResult(accounting, dead)
+        lake_duplicates = _publish_events(lake, batch, ingested_at, staged, accounting)
+        accounting.duplicates += lake_duplicates
+        dead = pl.concat(rejected) if rejected else empty_dead_letters()
+        accounting.dead_letters = dead.height
+        accounting.accepted = accounting.data_lines - accounting.duplicates - dead.height
+        if only_partitions is None:
+            _publish_dead_letters(lake, batch, dead)
+            lake_io.write_manifest(lake, _manifest(accounting, ingested_at))
+        accounting.seconds = time.perf_counter() - started
+        return IngestResult(accounting, dead)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish_events(
+    lake: Path,
+    batch: str,
+    ingested_at: datetime,
+    staged: dict[str, list[Path]],
+    accounting: FileAccounting,
+) -> int:
+    """Move staged events into the lake, dropping those an earlier batch already brought;
+    returns how many were dropped so."""
+    dropped = 0
+    for key in sorted(staged):
+        day, region = lake_io.split_partition_key(key)
+        earlier = lake_io.record_ids(
+            lake_io.earlier_parts(lake, day, region, batch, ingested_at.isoformat())
+        )
+        frame = pl.scan_parquet(staged[key])
+        staged_rows = frame.select(pl.len()).collect().item()
+        fresh = frame.filter(~pl.col("record_id").is_in(earlier.implode()))
+        if len(staged[key]) > 1:  # chunks of one file: keep the part sorted like one chunk's
+            fresh = fresh.sort("device_id", "ts", "record_id")
+        part = lake_io.event_part(lake, day, region, batch)
+        if len(staged[key]) == 1 and earlier.is_empty():
+            lake_io.replace_atomic(staged[key][0], part)  # already what the part must hold
+        else:
+            lake_io.sink_atomic(fresh, part)
+        written = pl.scan_parquet(part).select(pl.len()).collect().item()
+        if written == 0:
+            part.unlink()
+        else:
+            accounting.partitions[key] = written
+        dropped += staged_rows - written
+    return dropped
+
+
+def _publish_dead_letters(lake: Path, batch: str, dead: pl.DataFrame) -> None:
+    lake_io.write_frame(dead.sort("line_number"), lake_io.dead_letters_file(lake, batch))
+
+
+def _manifest(accounting: FileAccounting, ingested_at: datetime) -> dict[str, object]:
+    return {
+        **accounting.as_dict(),
+        "ingested_at": ingested_at.astimezone(UTC).isoformat(),
+    }
+
+
+def rebuild_partition(
+    lake: Path,
+    key: str,
+    batch_files: dict[str, Path],
+    *,
+    regions: Sequence[str] = REGIONS,
+    models: Sequence[str] = MODELS,
+) -> pl.DataFrame:
+    """Re-read every landed batch that touched a date x region partition (oldest first) and
+    rewrite its parts: the historical migration (V1 history upcast by today's rules).
+    `batch_files` maps batch id -> its landed file. Returns the partition's events."""
+    for manifest in lake_io.read_manifests(lake):
+        path = batch_files.get(manifest["batch"])
+        if path is not None and key in manifest.get("partitions", {}):
+            ingest_file(
+                path,
+                lake,
+                source_name=manifest["source_file"],
+                regions=regions,
+                models=models,
+                only_partitions={key},
+            )
+    day, region = lake_io.split_partition_key(key)
+    return lake_io.scan_partition(lake, day, region).collect().sort("device_id", "ts", "record_id")

@@ -1,0 +1,409 @@
+"""Wire formats: a landed file -> chunks of records as text fields, every physical line kept.
+
+Formats, from the file name: `.csv`, `.jsonl` / `.ndjson`, `.parquet`, the text ones optionally
+gzip-compressed (`.csv.gz`, `.jsonl.gz`). Text files are read in blocks of `CHUNK_BYTES`
+(gzip is decompressed as a stream), so memory does not grow with the file.
+
+Each chunk is a frame with one row per data line (or Parquet row): `line_number` (1-based
+physical line; the CSV header is line 1; for Parquet the 1-based row), `raw` (the line's text,
+invalid UTF-8 decoded with replacement characters), `wire_error` (a reason code when the line
+cannot even be split into fields) and one text column per known wire field (NULL when absent or
+empty). Unknown fields are ignored (newer agents may send more).
+
+Rules, so that accounting is exact: a line ends at `\\n` (a trailing `\\r` is dropped); blank
+lines carry no record and are counted, not dead-lettered. CSV is comma-separated with a header
+row and no line breaks or commas inside fields (telemetry has no free text); surrounding
+spaces and double quotes around a field are removed. JSON values are taken as sent (a number
+sent as `" 55"` is not a number). Splitting, decoding and JSON parsing run vectorized in
+Polars/DuckDB (JSON Lines: Polars' NDJSON reader on the whole block, and only if it refuses,
+DuckDB's `json_valid` to find the broken lines); only lines of an invalid UTF-8 block that
+show a replacement character are checked one by one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+CHUNK_BYTES = 32 * 2**20  # text read per block; a line longer than this makes the file unreadable
+MAX_LINE_BYTES = 64 * 2**10  # a longer line is a dead letter (`line:too_long`)
+PARQUET_BATCH_ROWS = 250_000
+
+V1_FIELDS: tuple[str, ...] = (
+    "device_id",
+    "region",
+    "timestamp",
+    "fw_version",
+    "target_fw",
+    "model",
+    "status",
+    "battery",
+    "temp_f",
+    "signal",
+    "retries",
+)
+V2_FIELDS: tuple[str, ...] = (
+    "device_id",
+    "region",
+    "ts",
+    "firmware_from",
+    "firmware_to",
+    "model",
+    "update_status",
+    "failure_kind",
+    "battery_pct",
+    "battery_voltage_v",
+    "temperature_c",
+    "signal_dbm",
+    "retry_count",
+    "boot_attempts",
+    "commit_state",
+    "schema_version",
+    # Optional V2 extras (gateways know their site, agents their board revision); NULL if absent.
+    "site",
+    "hardware_rev",
+)
+WIRE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys((*V1_FIELDS, *V2_FIELDS)))
+FORMATS: dict[str, str] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
+
+
+class UnreadableFile(Exception):
+    """The file as a whole cannot be read; `reason` is its dead-letter code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class WireChunk:
+    records: pl.DataFrame  # line_number, raw, wire_error, *WIRE_FIELDS
+    blank_lines: int
+    header_lines: int
+
+
+def file_format(path: Path) -> tuple[str, bool]:
+    """(`csv` | `jsonl` | `parquet`, gzip?) from the name; unknown names are unreadable."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    if compressed:
+        suffixes = suffixes[:-1]
+    kind = FORMATS.get(suffixes[-1]) if suffixes else None
+    if kind is None or (compressed and kind == "parquet"):
+        raise UnreadableFile(
+            "file:unknown_format",
+            f"{path.name}: expected .csv, .jsonl, .ndjson or .parquet (text ones may be .gz)",
+        )
+    return kind, compressed
+
+
+def _open(path: Path, compressed: bool) -> BinaryIO:
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
+
+
+def _blocks(path: Path, compressed: bool) -> Iterator[bytes]:
+    """The decompressed text in blocks that each end at a line break (or the end of file)."""
+    try:
+        with _open(path, compressed) as stream:
+            rest = b""
+            first = True
+            while True:
+                data = stream.read(CHUNK_BYTES)
+                if first:
+                    if not data:
+                        raise UnreadableFile("file:empty", f"{path.name} holds no data")
+                    if b"\x00" in data[:65536]:
+                        raise UnreadableFile("file:binary", f"{path.name} is not a text file")
+                    first = False
+                if not data:
+                    if rest:
+                        yield rest
+                    return
+                buffer = rest + data
+                cut = buffer.rfind(b"\n")
+                if cut < 0:
+                    if len(buffer) > CHUNK_BYTES:
+                        raise UnreadableFile(
+                            "file:line_too_long", f"no line break within {CHUNK_BYTES:,} bytes"
+                        )
+                    rest = buffer
+                    continue
+                yield buffer[: cut + 1]
+                rest = buffer[cut + 1 :]
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise UnreadableFile("gzip:corrupt", f"{path.name}: {error}") from None
+    except OSError as error:
+        raise UnreadableFile("file:unreadable", f"{path.name}: {error}") from None
+
+
+def _offsets(block: bytes) -> np.ndarray:
+    """Where each physical line of a block starts, and the end (NumPy finds the breaks)."""
+    view = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(view == 10) + 1
+    if not block.endswith(b"\n"):
+        ends = np.append(ends, len(block))
+    return np.concatenate([[0], ends]).astype(np.int64)
+
+
+def _arrow_lines(block: bytes, offsets: np.ndarray, text: bool) -> pl.Series:
+    """The lines as one Arrow array over the block, without copying it."""
+    kind = pa.large_string() if text else pa.large_binary()
+    array = pa.Array.from_buffers(
+        kind, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(block)]
+    )
+    return pl.from_arrow(array)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decoded(block: bytes, first_line: int) -> pl.DataFrame:
+    """One row per physical line: `line_number`, `text` (NULL for invalid UTF-8), `raw`
+    (always set, invalid bytes replaced by U+FFFD), `too_long` and `blank`. A block that is
+    valid UTF-8 as a whole (the usual case) becomes text without a copy; otherwise it is
+    decoded once with replacement characters, and only the lines that show one are checked
+    one by one."""
+    offsets = _offsets(block)
+    numbers = pl.Series(
+        "line_number", np.arange(first_line, first_line + len(offsets) - 1, dtype=np.int64)
+    )
+    too_long = pl.Series("too_long", np.diff(offsets) > MAX_LINE_BYTES + 1)
+    try:
+        block.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    if valid:
+        text = _arrow_lines(block, offsets, text=True).str.strip_chars_end("\r\n").alias("text")
+        frame = pl.DataFrame([numbers, text, too_long]).with_columns(pl.col("text").alias("raw"))
+    else:
+        # The block decoded once with replacement characters; only lines that show one are
+        # checked one by one (a line may carry U+FFFD legitimately).
+        fixed = block.decode("utf-8", "replace").encode("utf-8")  # same lines, U+FFFD in
+        lossy = _arrow_lines(fixed, _offsets(fixed), text=True).str.strip_chars_end("\r\n")
+        suspicious = np.flatnonzero(lossy.str.contains("\ufffd", literal=True).to_numpy())
+        broken = [i for i in suspicious if not _is_utf8(block[offsets[i] : offsets[i + 1]])]
+        invalid = np.zeros(len(offsets) - 1, dtype=bool)
+        invalid[broken] = True
+        text = pl.select(
+            pl.when(pl.Series(invalid)).then(None).otherwise(lossy).alias("text")
+        ).to_series()
+        frame = pl.DataFrame([numbers, text, too_long, lossy.alias("raw")])
+    return frame.with_columns(
+        (pl.col("text").str.strip_chars() == "").fill_null(False).alias("blank")
+    )
+
+
+def _with_wire_error(frame: pl.DataFrame, parse_error: pl.Expr) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.when(pl.col("too_long"))
+        .then(pl.lit("line:too_long"))
+        .when(pl.col("text").is_null())
+        .then(pl.lit("encoding:invalid_utf8"))
+        .otherwise(parse_error)
+        .alias("wire_error")
+    )
+
+
+def _records(frame: pl.DataFrame, fields: dict[str, pl.Expr]) -> pl.DataFrame:
+    ok = pl.col("wire_error").is_null()
+    columns = [
+        pl.when(ok).then(fields[name]).otherwise(None).cast(pl.String).alias(name)
+        if name in fields
+        else pl.lit(None, pl.String).alias(name)
+        for name in WIRE_FIELDS
+    ]
+    return frame.select("line_number", "raw", "wire_error", *columns)
+
+
+_WIRE_SCHEMA = {name: pl.String for name in WIRE_FIELDS}
+_JSON_CHECK = """
+    SELECT _row,
+           CASE WHEN too_long OR text IS NULL THEN NULL
+                WHEN NOT json_valid(text) THEN 'json:malformed'
+                WHEN json_type(text) <> 'OBJECT' THEN 'json:not_an_object' END AS json_error
+    FROM decoded_view
+"""
+
+
+def _try_read_objects(texts: pl.Series) -> pl.DataFrame | None:
+    """One JSON object per element -> one text column per wire field, in order, parsed
+    together by Polars' NDJSON reader; None when some element is not a JSON object."""
+    if texts.is_empty():
+        return pl.DataFrame(schema=_WIRE_SCHEMA)
+    payload = (texts.str.join("\n").item() + "\n").encode("utf-8")
+    try:
+        frame = pl.read_ndjson(io.BytesIO(payload), schema=_WIRE_SCHEMA)
+    except pl.exceptions.PolarsError:
+        return None
+    return frame if frame.height == texts.len() else None
+
+
+def _read_objects(texts: pl.Series, conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Like `_try_read_objects` for elements DuckDB found valid; should Polars' reader still
+    refuse one, DuckDB extracts the fields instead."""
+    frame = _try_read_objects(texts)
+    if frame is not None:
+        return frame
+    paths = ", ".join(f"'$.\"{name}\"'" for name in WIRE_FIELDS)
+    conn.register("objects_view", pl.DataFrame({"text": texts}).with_row_index("_row"))
+    values = conn.sql(
+        f"SELECT _row, json_extract_string(text, [{paths}]) AS v FROM objects_view"
+    ).pl()
+    conn.unregister("objects_view")
+    return values.sort("_row").select(
+        pl.col("v").list.get(i, null_on_oob=True).alias(name) for i, name in enumerate(WIRE_FIELDS)
+    )
+
+
+def _json_chunk(decoded: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireChunk:
+    """JSON Lines: the lines are parsed together (Polars' NDJSON reader); only when that
+    fails does DuckDB's `json_valid` find the broken lines (vectorized, a second pass) and the
+    valid ones are parsed together again."""
+    blank = int(decoded["blank"].sum())
+    data = decoded.filter(~pl.col("blank")).with_row_index("_row")
+    data = _with_wire_error(data, pl.lit(None, pl.String))
+    readable = pl.col("wire_error").is_null()
+    texts = data.filter(readable)["text"]
+    # A line that is not even shaped like an object sends the block straight to the check.
+    shaped = texts.str.starts_with("{").all() and texts.str.ends_with("}").all()
+    objects = _try_read_objects(texts) if shaped else None
+    if objects is None:
+        conn.register("decoded_view", data.select("_row", "text", "too_long"))
+        checked = conn.sql(_JSON_CHECK).pl().sort("_row")
+        conn.unregister("decoded_view")
+        data = _with_wire_error(data.with_columns(checked["json_error"]), pl.col("json_error"))
+        objects = _read_objects(data.filter(readable)["text"], conn)
+    objects = objects.select(pl.col(name).replace("", None) for name in WIRE_FIELDS)
+    lineage = ["line_number", "raw", "wire_error"]
+    good = data.filter(readable).select(lineage).hstack(objects)
+    bad = data.filter(~readable).select(
+        *lineage, *[pl.lit(None, pl.String).alias(name) for name in WIRE_FIELDS]
+    )
+    records = pl.concat([good, bad]).sort("line_number") if bad.height else good
+    return WireChunk(records, blank_lines=blank, header_lines=0)
+
+
+def _csv_header(block: bytes, path: Path) -> list[str]:
+    line = block.split(b"\n", 1)[0]
+    try:
+        text = line.decode("utf-8").lstrip("\ufeff").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UnreadableFile("csv:bad_header", f"{path.name}: header is not UTF-8") from None
+    names = [name.strip().strip('"').strip() for name in text.split(",")]
+    if not text.strip() or "" in names or len(set(names)) != len(names):
+        raise UnreadableFile(
+            "csv:bad_header", f"{path.name}: header {text[:200]!r} has empty or repeated names"
+        )
+    return names
+
+
+def _csv_chunk(decoded: pl.DataFrame, header: list[str]) -> WireChunk:
+    blank = int(decoded["blank"].sum())
+    data = decoded.filter(~pl.col("blank"))
+    commas = pl.col("text").str.count_matches(",", literal=True)
+    data = _with_wire_error(
+        data, pl.when(commas != len(header) - 1).then(pl.lit("csv:field_count"))
+    )
+    parts = pl.col("text").str.split_exact(",", len(header) - 1)
+    data = data.with_columns(parts.struct.rename_fields(header).alias("_parts"))
+    quoted = bool(data["text"].str.contains('"', literal=True).any())
+
+    def field(name: str) -> pl.Expr:
+        value = pl.col("_parts").struct.field(name).str.strip_chars()
+        return (value.str.strip_chars('"') if quoted else value).replace("", None)
+
+    fields = {name: field(name) for name in header if name in WIRE_FIELDS}
+    return WireChunk(_records(data, fields), blank_lines=blank, header_lines=0)
+
+
+def _text_chunks(path: Path, kind: str, compressed: bool) -> Iterator[WireChunk]:
+    conn = duckdb.connect()
+    try:
+        next_line = 1
+        header: list[str] | None = None
+        for block in _blocks(path, compressed):
+            decoded = _decoded(block, next_line)
+            next_line += decoded.height
+            header_lines = 0
+            if kind == "csv" and header is None:
+                header = _csv_header(block, path)
+                decoded = decoded.slice(1)
+                header_lines = 1
+            chunk = _csv_chunk(decoded, header) if kind == "csv" else _json_chunk(decoded, conn)
+            yield WireChunk(chunk.records, chunk.blank_lines, header_lines)
+    finally:
+        conn.close()
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Parquet columns as wire text: datetimes in ISO 8601 (with their offset if they have a
+    time zone), nested values as JSON, everything else cast."""
+    columns = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            fmt = "%Y-%m-%dT%H:%M:%S%.f%:z" if dtype.time_zone else "%Y-%m-%dT%H:%M:%S%.f"
+            columns.append(col.dt.to_string(fmt).alias(name))
+        elif dtype.is_nested():
+            columns.append(pl.struct(col).struct.json_encode().alias(name))
+        else:
+            columns.append(col.cast(pl.String).alias(name))
+    return frame.select(columns)
+
+
+def _parquet_chunks(path: Path) -> Iterator[WireChunk]:
+    import pyarrow.parquet as pq
+
+    try:
+        source = pq.ParquetFile(path)
+        next_row = 1
+        for batch in source.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            frame = _as_text(pl.from_arrow(pa.Table.from_batches([batch])))
+            n = frame.height
+            records = frame.select(
+                pl.int_range(next_row, next_row + n, dtype=pl.Int64).alias("line_number"),
+                pl.struct(pl.all()).struct.json_encode().alias("raw"),
+                pl.lit(None, pl.String).alias("wire_error"),
+                *[
+                    (pl.col(name) if name in frame.columns else pl.lit(None, pl.String))
+                    .replace("", None)
+                    .alias(name)
+                    for name in WIRE_FIELDS
+                ],
+            )
+            next_row += n
+            yield WireChunk(records, blank_lines=0, header_lines=0)
+    except (pa.ArrowException, OSError) as error:
+        raise UnreadableFile("parquet:unreadable", f"{path.name}: {error}") from None
+
+
+def read_chunks(path: Path) -> Iterator[WireChunk]:
+    """The file's records chunk by chunk; raises `UnreadableFile` when it cannot be read at
+    all (possibly after some chunks: callers keep nothing of a file that fails)."""
+    kind, compressed = file_format(path)
+    if kind == "parquet":
+        yield from _parquet_chunks(path)
+    else:
+        yield from _text_chunks(path, kind, compressed)
