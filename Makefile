@@ -63,3 +63,23 @@ instance: ## Dagster instance folder inside the data folder, with this repo's da
 
 clean:
 	rm -rf $(VENV) $(SEED_VENV) $(SENTINEL_HOME) .pytest_cache .ruff_cache .hypothesis
+
+# --- Production profile (deploy/production/, README "Production profile") -------------------
+.PHONY: servers production-instance
+PG_BIN ?= /usr/lib/postgresql/15/bin
+
+# The production-profile tests start their own throwaway servers from these binaries.
+test: servers
+
+servers: ## Debian's PostgreSQL 15 binaries for the production-profile tests (installed when root)
+	@test -x $(PG_BIN)/initdb \
+	  || { test "$$(id -u)" = 0 && apt-get update -qq \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; } \
+	  || { sudo -n true 2>/dev/null && sudo apt-get update -qq \
+	       && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; } \
+	  || echo "make servers: cannot install postgresql-15 here (needs root or sudo): the production-profile tests will be skipped"
+
+production-instance: install ## Dagster instance on PostgreSQL: checks the SENTINEL_PG_* variables, copies deploy/production/dagster.yaml
+	$(BIN)/python -m sentinel_assets.production check
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/production/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
