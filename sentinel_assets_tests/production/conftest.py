@@ -63,8 +63,9 @@ class ProductionRun:
 
 @pytest.fixture(scope="session")
 def production_run(postgres: Postgres, tmp_path_factory) -> ProductionRun:
-    """`fleet_refresh` for PRODUCTION_REGIONS, then `regional_report`, recorded in a Dagster
-    instance loaded from deploy/production/dagster.yaml on the test PostgreSQL."""
+    """`fleet_refresh` for PRODUCTION_REGIONS, then `regional_report` (publishing its tables
+    to the `analytics` database), recorded in a Dagster instance loaded from
+    deploy/production/dagster.yaml on the test PostgreSQL."""
     home = tmp_path_factory.mktemp("production") / "sentinel"
     (home / "dagster").mkdir(parents=True)
     shutil.copy(INSTANCE_YAML, home / "dagster" / "dagster.yaml")
@@ -73,6 +74,7 @@ def production_run(postgres: Postgres, tmp_path_factory) -> ProductionRun:
         "SENTINEL_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
         "SENTINEL_DEVICES_PER_REGION": "1500",
+        "SENTINEL_PUBLISH_REPORTS": "1",  # adds `published_reports` to `regional_report`
     }
     with environment(env):
         outcome = orchestrate.run_fleet(PRODUCTION_REGIONS, parallel=2)
