@@ -272,3 +272,123 @@ def running_postgres() -> Iterator[Postgres]:
         if server is not None:
             server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+REDIS_SERVER = os.environ.get("SENTINEL_REDIS_SERVER", "/usr/bin/redis-server")
+
+
+@dataclass
+class Redis:
+    port: int
+    proc: subprocess.Popen[bytes]
+    host: str = "127.0.0.1"
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://{self.host}:{self.port}/{db}"
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[Redis]:
+    """A throwaway, in-memory-only redis-server on 127.0.0.1."""
+    if not Path(REDIS_SERVER).exists():
+        raise ServerUnavailable(
+            f"{REDIS_SERVER} not found: run `make servers` (as root it installs redis-server)"
+        )
+    root = Path(tempfile.mkdtemp(prefix="sentinel-redis-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", str(root), "--protected-mode", "yes"],
+        stdout=open(root / "redis.log", "wb"),  # noqa: SIM115 - the child keeps it
+        stderr=subprocess.STDOUT,
+        preexec_fn=_preexec(None, None),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            import socket
+
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"redis-server did not start: {(root / 'redis.log').read_text()}"
+                )
+            time.sleep(0.1)
+        yield Redis(port, proc)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class S3Emulator:
+    endpoint: str
+    proc: subprocess.Popen[bytes]
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SENTINEL_S3_ENDPOINT": self.endpoint,
+            "SENTINEL_S3_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=name)
+
+
+@contextlib.contextmanager
+def running_s3() -> Iterator[S3Emulator]:
+    """moto's S3 emulator (`moto_server`, from the dev extra) on 127.0.0.1."""
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists():
+        raise ServerUnavailable("moto_server not installed: `pip install 'moto[server]'`")
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="sentinel-s3-"))
+    proc = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(root / "moto.log", "wb"),  # noqa: SIM115 - the child keeps it
+        stderr=subprocess.STDOUT,
+        preexec_fn=_preexec(None, None),
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(endpoint, timeout=1)
+                break
+            except requests.RequestException:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"moto_server did not start: {(root / 'moto.log').read_text()}"
+                    ) from None
+                time.sleep(0.2)
+        yield S3Emulator(endpoint, proc)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
