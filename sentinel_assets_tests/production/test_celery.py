@@ -118,10 +118,20 @@ def test_eight_regions_on_two_celery_workers_equal_the_embedded_run(postgres, re
                 workers = set()
                 for run in runs:
                     for record in instance.all_logs(run.run_id):
-                        message = record.user_message or ""
-                        if "in celery worker" in message:
-                            data = record.dagster_event.engine_event_data
-                            workers.add(data.metadata["Celery worker"].value)
+                        event = record.dagster_event
+                        if event is None or event.event_type_value != "ENGINE_EVENT":
+                            continue
+                        metadata = event.engine_event_data.metadata or {}
+                        if "Celery worker" in metadata:
+                            workers.add(str(metadata["Celery worker"].value))
+                # The run queue's limit held: never more than 2 of the 8 runs at once.
+                spans = [
+                    (r.start_time, r.end_time)
+                    for r in instance.get_run_records()
+                    if r.start_time is not None
+                ]
+                most = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+                assert len(spans) == len(REGIONS) and most <= 2
                 # dagster-celery appends the host: "w1@sentinel@<host>".
                 assert {worker.split("@")[0] for worker in workers} == {"w1", "w2"}
     finally:
