@@ -121,12 +121,16 @@ def test_landed_files_are_ingested_once_and_the_fleet_graph_runs_on_them(sentine
     accounted = [m for m in lake.read_manifests(sentinel_home / "lake")]
     assert events == sum(m["accepted"] for m in accounted) and letters > 0
 
-    refresh = defs().resolve_job_def("fleet_refresh").execute_in_process(
-        partition_key="eu-west",
-        instance=instance,
-        resources=landing.resources,
-        run_config=LANDING,
-        raise_on_error=False,
+    refresh = (
+        defs()
+        .resolve_job_def("fleet_refresh")
+        .execute_in_process(
+            partition_key="eu-west",
+            instance=instance,
+            resources=landing.resources,
+            run_config=LANDING,
+            raise_on_error=False,
+        )
     )
     assert refresh.success
     assert all(e.passed for e in refresh.get_asset_check_evaluations())

@@ -1,11 +1,13 @@
 import dagster as dg
 
 from sentinel_assets.defs.assets import FLEET_GROUP, REPORT_GROUP
+from sentinel_assets.defs.executors import selected_executor
 
 # A region's steps run one after another and each is vectorized already; a subprocess per
 # step (Dagster's default) would add seconds of start-up to each of ~20 steps per region.
-# Parallelism comes from running regions side by side, not steps.
-EXECUTOR = dg.in_process_executor
+# Parallelism comes from running regions side by side, not steps. The production profile
+# selects another executor by environment (SENTINEL_EXECUTOR, see defs/executors.py).
+EXECUTOR = selected_executor()
 
 fleet_refresh = dg.define_asset_job(
     "fleet_refresh",

@@ -147,7 +147,7 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
         # Readable by older `duckdb` command-line clients too, not only this Python package.
         connection_config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
     )
-    return {
+    resources = {
         "settings": SentinelSettings(
             simulation=SimulationSettings(
                 devices_per_region=env_int("SENTINEL_DEVICES_PER_REGION", 10_000),
@@ -161,6 +161,11 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
             catalog=catalog, memory_cache_mb=env_int("SENTINEL_MEMORY_CACHE_MB", 2048)
         ),
     }
+    from sentinel_assets.defs import delta_io  # production option: SENTINEL_STORAGE=delta
+
+    if delta_io.selected_storage() == "delta":
+        return delta_io.delta_resources(home, resources)
+    return resources
 
 
 @dg.definitions

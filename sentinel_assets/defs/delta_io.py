@@ -1,0 +1,95 @@
+"""The Delta Lake storage option (SENTINEL_STORAGE=delta): region shards as Delta tables on
+local disk or S3 (SENTINEL_DELTA_ROOT, e.g. s3://bucket/sentinel), the work done in
+`sentinel_assets.delta`. The Parquet-shard IO manager stays the embedded default."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+from pydantic import Field
+
+from sentinel_assets import delta
+from sentinel_assets.contracts import PARTITION_KEY
+from sentinel_assets.defs.resources import WarehouseCatalog
+
+# The region-partitioned assets, i.e. the Delta tables the report SQL reads.
+PARTITIONED_TABLES = (
+    "raw_fleet",
+    "corrupted_fleet",
+    "chaos_ledger",
+    "sanitized_fleet",
+    "quarantine",
+    "campaign_status",
+    "recovery_decisions",
+    "recovery_outcomes",
+)
+STORAGES = ("parquet", "delta")
+
+
+class DeltaCatalog(WarehouseCatalog):
+    """The DuckDB catalog file for the report tables; every connection also sees the current
+    snapshot of each Delta table under its asset's name (DuckDB cannot read Delta itself
+    here: Polars scans it)."""
+
+    delta_root: str = Field(description="Folder or s3:// prefix holding one Delta table per asset")
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with super().get_connection() as conn:
+            delta.register_tables(
+                conn, self.delta_root, PARTITIONED_TABLES, delta.storage_options()
+            )
+            yield conn
+
+
+class DeltaShardIOManager(dg.ConfigurableIOManager):
+    """Each region partition of an asset is a partition of the asset's Delta table, replaced
+    in one commit (partition-predicate overwrite); readers see committed data only."""
+
+    delta_root: str
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+        if not context.has_asset_partitions:
+            raise dg.Failure(f"{context.asset_key.to_user_string()} must be region-partitioned")
+        table = context.asset_key.path[-1]
+        partition = context.asset_partition_key
+        if PARTITION_KEY in obj.columns and (obj[PARTITION_KEY] != partition).any():
+            raise dg.Failure(
+                f"{table} rows for another partition than {partition!r} would be stored in its "
+                f"shard; every row's {PARTITION_KEY} must be the shard's partition key"
+            )
+        uri = delta.table_uri(self.delta_root, table)
+        attempts = delta.write_region(obj, uri, partition, delta.storage_options())
+        context.add_output_metadata(
+            {
+                "dagster/row_count": obj.height,
+                "delta_table": uri,
+                "commit_attempts": attempts,
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        columns = (context.definition_metadata or {}).get("columns")
+        uri = delta.table_uri(self.delta_root, context.asset_key.path[-1])
+        return delta.read_region(uri, context.asset_partition_key, columns, delta.storage_options())
+
+
+def selected_storage() -> str:
+    storage = os.environ.get("SENTINEL_STORAGE", "parquet").strip() or "parquet"
+    if storage not in STORAGES:
+        raise ValueError(f"SENTINEL_STORAGE must be one of {', '.join(STORAGES)}, not {storage!r}.")
+    return storage
+
+
+def delta_resources(home: Path, resources: dict[str, object]) -> dict[str, object]:
+    """`build_resources` with the catalog and IO manager swapped for the Delta ones."""
+    root = os.environ.get("SENTINEL_DELTA_ROOT") or str(home / "delta")
+    plain: WarehouseCatalog = resources["catalog"]  # type: ignore[assignment]
+    catalog = DeltaCatalog(
+        database=plain.database, connection_config=plain.connection_config, delta_root=root
+    )
+    return {**resources, "catalog": catalog, "io_manager": DeltaShardIOManager(delta_root=root)}
