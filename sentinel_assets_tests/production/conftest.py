@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinel_assets import orchestrate
+from sentinel_assets.cli import orchestrate
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets_tests.servers import Postgres, ServerUnavailable, running_postgres
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from sentinel_assets import orchestrate
+from sentinel_assets.cli import orchestrate
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets_tests.production.conftest import INSTANCE_YAML, environment
 from sentinel_assets_tests.servers import ServerUnavailable, running_redis
@@ -143,7 +143,7 @@ def test_eight_regions_on_two_celery_workers_equal_the_embedded_run(postgres, re
     with environment({"SENTINEL_HOME": str(embedded), "DAGSTER_HOME": str(embedded / "dagster"),
                       "SENTINEL_DEVICES_PER_REGION": DEVICES}):  # fmt: skip
         t0 = time.monotonic()
-        assert all(o.success for o in orchestrate.run_regions(list(REGIONS), parallel=2))
+        assert all(o.success for o in orchestrate.run_fleet(list(REGIONS), parallel=2).regions)
         print(f"embedded in-process run of the same: {time.monotonic() - t0:.1f} s")
     distributed, local = tables(home), tables(embedded)
     for table in FLEET_TABLES:

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from sentinel_assets import delta, orchestrate, warehouse
+from sentinel_assets import delta, warehouse
+from sentinel_assets.cli import orchestrate
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets_tests.production.conftest import environment
 from sentinel_assets_tests.servers import ServerUnavailable, running_s3
