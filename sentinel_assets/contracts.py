@@ -766,6 +766,120 @@ class StatusCount(pa.DataFrameModel):
         coerce = False
 
 
+# --- Telemetry from the field (issue 11): landed events and dead letters --------------------
+# Appended in one block. The allowed regions and models default to the fleet vocabulary above;
+# `telemetry_event_schema` builds the contract for a configured fleet.
+
+DEAD_LETTER_RAW_MAX_CHARS = 1024  # `raw` keeps at most this many characters of the input
+
+
+_EVENT_DESCRIPTIONS: Mapping[str, str] = {
+    "record_id": "63 bits of the MD5 of the event's V2 payload: stable across re-ingestion, "
+    "and the duplicate identity (same device, time and payload).",
+    "partition_key": "The date x region partition (Dagster key `YYYY-MM-DD|region`) of the row.",
+    "ts": "When the device took the reading (UTC).",
+    "event_date": "UTC date of `ts`: the lake's date partition.",
+    "site": "Installation site, when the agent reports it (V2); null otherwise.",
+    "hardware_rev": "Board revision, when the agent reports it (V2); null otherwise.",
+    "battery_voltage_v": "Cell voltage in volts; null from V1 agents, which do not send it.",
+    "boot_attempts": "Boots of the uncommitted new image; null from V1 agents.",
+    "schema_version": "Wire format the agent sent: 1 (legacy, upcast) or 2.",
+    "source_file": "Landed file the event came in.",
+    "line_number": "1-based physical line of the file (for Parquet the 1-based row).",
+    "ingested_at": "When the event was ingested (UTC).",
+}
+
+
+def telemetry_event_schema(
+    regions: tuple[str, ...] = REGIONS, models: tuple[str, ...] = MODELS
+) -> pa.DataFrameSchema:
+    """Contract of `telemetry_events`: V2-shaped readings with strict types, bounds from
+    BOUNDS, allowed values of the configured fleet. Fields V1 agents do not send are NULL."""
+
+    def described(name: str, column: pa.Column) -> pa.Column:
+        fleet = FLEET_SCHEMA.columns.get(name)
+        text = _EVENT_DESCRIPTIONS.get(name) or (fleet.description if fleet else None)
+        return pa.Column(**{**column.properties, "description": text}) if text else column
+
+    def reading(column: str, dtype: type, nullable: bool = False) -> pa.Column:
+        return pa.Column(dtype, pa.Check.in_range(**_in_bounds(column)), nullable=nullable)
+
+    columns = {
+        "record_id": pa.Column(pl.Int64, pa.Check.ge(0), unique=True),
+        "partition_key": pa.Column(pl.String, pa.Check.str_matches(r"^\d{4}-\d{2}-\d{2}\|")),
+        "device_id": pa.Column(pl.String, pa.Check.str_matches(DEVICE_ID_PATTERN)),
+        "region": pa.Column(pl.String, pa.Check.isin(list(regions))),
+        "ts": pa.Column(pl.Datetime("us", "UTC")),
+        "event_date": pa.Column(pl.Date),
+        "model": pa.Column(pl.String, pa.Check.isin(list(models))),
+        "site": pa.Column(pl.String, nullable=True),
+        "hardware_rev": pa.Column(pl.String, pa.Check.isin(list(HARDWARE_REVS)), nullable=True),
+        "firmware_from": pa.Column(pl.String, pa.Check.str_matches(FIRMWARE_PATTERN)),
+        "firmware_to": pa.Column(pl.String, pa.Check.str_matches(FIRMWARE_PATTERN)),
+        "update_status": pa.Column(pl.String, pa.Check.isin(list(UPDATE_STATUSES))),
+        "failure_kind": pa.Column(pl.String, pa.Check.isin(list(FAILURE_KINDS)), nullable=True),
+        "commit_state": pa.Column(pl.String, pa.Check.isin(list(COMMIT_STATES)), nullable=True),
+        "battery_pct": reading("battery_pct", pl.Float64),
+        "battery_voltage_v": reading("battery_voltage_v", pl.Float64, nullable=True),
+        "temperature_c": reading("temperature_c", pl.Float64),
+        "signal_dbm": reading("signal_dbm", pl.Int64),
+        "retry_count": reading("retry_count", pl.Int64),
+        "boot_attempts": reading("boot_attempts", pl.Int64, nullable=True),
+        "schema_version": pa.Column(pl.Int8, pa.Check.isin([1, 2])),
+        "source_file": pa.Column(pl.String),
+        "line_number": pa.Column(pl.Int64, pa.Check.ge(1)),
+        "ingested_at": pa.Column(pl.Datetime("us", "UTC")),
+    }
+    return pa.DataFrameSchema(
+        {name: described(name, column) for name, column in columns.items()},
+        strict=True,
+        name="TelemetryEvent",
+    )
+
+
+TELEMETRY_EVENT_SCHEMA: pa.DataFrameSchema = telemetry_event_schema()
+
+
+class DeadLetter(pa.DataFrameModel):
+    """A line (or Parquet row, or whole file) of a landed file that could not become an event,
+    with one reason code per broken rule (`reasons`; `reason` is the first of them)."""
+
+    record_id: int = pa.Field(ge=0, unique=True, description="From (file hash, line number).")
+    partition_key: str = pa.Field(str_matches=r"^[0-9a-f]{16}$", description="Landing batch.")
+    source_file: str = pa.Field(
+        str_length={"min_value": 1}, description="Landed file (name) the line came in."
+    )
+    source_sha256: str = pa.Field(
+        str_matches=r"^[0-9a-f]{64}$", description="SHA-256 of the file's content: its identity."
+    )
+    line_number: int = pa.Field(ge=0, description="1-based physical line; 0 = the whole file.")
+    raw: Optional[str] = pa.Field(  # noqa: UP045 - pandera reads Optional
+        nullable=True,
+        str_length={"max_value": DEAD_LETTER_RAW_MAX_CHARS},
+        description=f"The original text, truncated to {DEAD_LETTER_RAW_MAX_CHARS} characters.",
+    )
+    reason: str = pa.Field(
+        str_matches=r"^[a-z0-9_]+:[a-z0-9_]+$",
+        description="First broken rule, as field:rule (json:malformed, ts:unparsable, ...).",
+    )
+    reasons: list[str] = pa.Field(description="Every broken rule, one code each.")
+    ingested_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
+        description="When the line was ingested (UTC)."
+    )
+
+    class Config:
+        strict = True
+        coerce = False
+
+    @pa.dataframe_check
+    def reason_is_first_of_reasons(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """`reason` is the first code of `reasons` (so there is at least one)."""
+        return data.lazyframe.select(pl.col("reasons").list.first() == pl.col("reason"))
+
+
+DEAD_LETTER_SCHEMA: pa.DataFrameSchema = DeadLetter.to_schema()
+
+# Every asset's contract, by asset name: what its checks and its catalog columns come from.
 ASSET_CONTRACTS: Mapping[str, pa.DataFrameSchema] = {
     "raw_fleet": FLEET_SCHEMA,
     "corrupted_fleet": CORRUPTED_FLEET_SCHEMA,
@@ -781,84 +895,6 @@ ASSET_CONTRACTS: Mapping[str, pa.DataFrameSchema] = {
     "triage_queue": TriageQueueEntry.to_schema(),
     "campaign_report": CampaignReportRow.to_schema(),
     "status_before_after": StatusCount.to_schema(),
+    "telemetry_events": TELEMETRY_EVENT_SCHEMA,
+    "dead_letters": DEAD_LETTER_SCHEMA,
 }
-
-
-# --- Telemetry from the field (issue 11): landed events and dead letters --------------------
-# Appended in one block. The allowed regions and models default to the fleet vocabulary above;
-# `telemetry_event_schema` builds the contract for a configured fleet.
-
-DEAD_LETTER_RAW_MAX_CHARS = 1024  # `raw` keeps at most this many characters of the input
-
-
-def telemetry_event_schema(
-    regions: tuple[str, ...] = REGIONS, models: tuple[str, ...] = MODELS
-) -> pa.DataFrameSchema:
-    """Contract of `telemetry_events`: V2-shaped readings with strict types, bounds from
-    BOUNDS, allowed values of the configured fleet. Fields V1 agents do not send are NULL."""
-
-    def reading(column: str, dtype: type, nullable: bool = False) -> pa.Column:
-        return pa.Column(dtype, pa.Check.in_range(**_in_bounds(column)), nullable=nullable)
-
-    return pa.DataFrameSchema(
-        {
-            "record_id": pa.Column(pl.Int64, pa.Check.ge(0), unique=True),
-            "partition_key": pa.Column(pl.String, pa.Check.str_matches(r"^\d{4}-\d{2}-\d{2}\|")),
-            "device_id": pa.Column(pl.String, pa.Check.str_matches(DEVICE_ID_PATTERN)),
-            "region": pa.Column(pl.String, pa.Check.isin(list(regions))),
-            "ts": pa.Column(pl.Datetime("us", "UTC")),
-            "event_date": pa.Column(pl.Date),
-            "model": pa.Column(pl.String, pa.Check.isin(list(models))),
-            "site": pa.Column(pl.String, nullable=True),
-            "hardware_rev": pa.Column(pl.String, pa.Check.isin(list(HARDWARE_REVS)), nullable=True),
-            "firmware_from": pa.Column(pl.String, pa.Check.str_matches(FIRMWARE_PATTERN)),
-            "firmware_to": pa.Column(pl.String, pa.Check.str_matches(FIRMWARE_PATTERN)),
-            "update_status": pa.Column(pl.String, pa.Check.isin(list(UPDATE_STATUSES))),
-            "failure_kind": pa.Column(pl.String, pa.Check.isin(list(FAILURE_KINDS)), nullable=True),
-            "commit_state": pa.Column(pl.String, pa.Check.isin(list(COMMIT_STATES)), nullable=True),
-            "battery_pct": reading("battery_pct", pl.Float64),
-            "battery_voltage_v": reading("battery_voltage_v", pl.Float64, nullable=True),
-            "temperature_c": reading("temperature_c", pl.Float64),
-            "signal_dbm": reading("signal_dbm", pl.Int64),
-            "retry_count": reading("retry_count", pl.Int64),
-            "boot_attempts": reading("boot_attempts", pl.Int64, nullable=True),
-            "schema_version": pa.Column(pl.Int8, pa.Check.isin([1, 2])),
-            "source_file": pa.Column(pl.String),
-            "line_number": pa.Column(pl.Int64, pa.Check.ge(1)),
-            "ingested_at": pa.Column(pl.Datetime("us", "UTC")),
-        },
-        strict=True,
-        name="TelemetryEvent",
-    )
-
-
-TELEMETRY_EVENT_SCHEMA: pa.DataFrameSchema = telemetry_event_schema()
-
-
-class DeadLetter(pa.DataFrameModel):
-    """A line (or Parquet row, or whole file) of a landed file that could not become an event,
-    with one reason code per broken rule (`reasons`; `reason` is the first of them)."""
-
-    record_id: int = pa.Field(ge=0, unique=True, description="From (file hash, line number).")
-    partition_key: str = pa.Field(str_matches=r"^[0-9a-f]{16}$", description="Landing batch.")
-    source_file: str = pa.Field(str_length={"min_value": 1})
-    source_sha256: str = pa.Field(str_matches=r"^[0-9a-f]{64}$")
-    line_number: int = pa.Field(ge=0, description="1-based physical line; 0 = the whole file.")
-    raw: Optional[str] = pa.Field(  # noqa: UP045 - pandera reads Optional
-        nullable=True, str_length={"max_value": DEAD_LETTER_RAW_MAX_CHARS}
-    )
-    reason: str = pa.Field(str_matches=r"^[a-z0-9_]+:[a-z0-9_]+$")
-    reasons: list[str] = pa.Field()
-    ingested_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()
-
-    class Config:
-        strict = True
-        coerce = False
-
-    @pa.dataframe_check
-    def reason_is_first_of_reasons(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """`reason` is the first code of `reasons` (so there is at least one)."""
-        return data.lazyframe.select(pl.col("reasons").list.first() == pl.col("reason"))
-
-
-DEAD_LETTER_SCHEMA: pa.DataFrameSchema = DeadLetter.to_schema()

@@ -142,6 +142,7 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
 
 def build_resources(home: Path | None = None) -> dict[str, object]:
     """Resources rooted at one data folder (default `$SENTINEL_HOME`, else ./.sentinel)."""
+    home = home or paths.data_home()
     catalog = WarehouseCatalog(
         database=str(paths.catalog_path(home)),
         # Readable by older `duckdb` command-line clients too, not only this Python package.

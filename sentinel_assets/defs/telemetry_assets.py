@@ -20,7 +20,7 @@ import polars as pl
 from sentinel_assets.contracts import DEAD_LETTER_SCHEMA, telemetry_event_schema
 from sentinel_assets.defs.checks import timed
 from sentinel_assets.defs.jobs import EXECUTOR
-from sentinel_assets.defs.metadata import markdown
+from sentinel_assets.defs.metadata import contract_metadata, markdown
 from sentinel_assets.defs.partitions import event_partitions, landing_batches
 from sentinel_assets.defs.resources import WarehouseCatalog
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
@@ -102,6 +102,7 @@ def _batch_events(telemetry: TelemetryLanding, accounting: FileAccounting) -> pl
     group_name=TELEMETRY_GROUP,
     kinds={"polars", "duckdb", "parquet"},
     pool=LAKE_POOL,
+    metadata=contract_metadata("dead_letters"),
 )
 def dead_letters(
     context: dg.AssetExecutionContext, telemetry: TelemetryLanding, catalog: WarehouseCatalog
@@ -185,6 +186,7 @@ def _ensure_views(catalog: WarehouseCatalog, telemetry: TelemetryLanding) -> Non
     group_name=TELEMETRY_GROUP,
     kinds={"polars", "parquet"},
     pool=LAKE_POOL,
+    metadata=contract_metadata("telemetry_events"),
 )
 def telemetry_events(
     context: dg.AssetExecutionContext, telemetry: TelemetryLanding, catalog: WarehouseCatalog
