@@ -21,16 +21,6 @@ from pathlib import Path
 from benchmarks.measure import emit_result
 from sentinel_assets.contracts import REGIONS
 
-# Cross-region report tables: each is its own `sql/<name>.sql`, as in the `reports` group.
-REPORT_TABLES: tuple[str, ...] = (
-    "regional_rank",
-    "failure_clusters",
-    "failure_telemetry",
-    "triage_queue",
-    "campaign_report",
-    "status_before_after",
-)
-
 
 def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> dict[str, object]:
     """Materialize every region and the report tables; seconds per stage (summed over
@@ -103,7 +93,7 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
     def reports() -> None:
         with duckdb.connect(str(home / CATALOG_FILE)) as conn:
             warehouse.create_views(conn, tables_root)
-            for table in REPORT_TABLES:
+            for table in warehouse.REPORT_TABLES:
                 rows[table] = warehouse.create_table_from_sql(
                     conn, table, warehouse.read_sql(f"{table}.sql")
                 )

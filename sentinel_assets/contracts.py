@@ -418,8 +418,9 @@ QUARANTINE_SCHEMA = pa.DataFrameSchema(
 )
 
 
-class RecoveryDecision(PartitionedRecord):
-    """What to do about one unhealthy device, and why, in words an operator can act on."""
+class CampaignDevice(PartitionedRecord):
+    """A device of the campaign as the recovery tables name it: which device, where, and its
+    upgrade path."""
 
     device_id: str = pa.Field(
         str_matches=DEVICE_ID_PATTERN, unique=True, description="Device serial."
@@ -432,6 +433,11 @@ class RecoveryDecision(PartitionedRecord):
     firmware_to: str = pa.Field(
         str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) the campaign installs."
     )
+
+
+class RecoveryDecision(CampaignDevice):
+    """What to do about one unhealthy device, and why, in words an operator can act on."""
+
     update_status: str = pa.Field(
         isin=[*UNHEALTHY_STATUSES, "pending"],
         description="Why it is unhealthy: partial, failed, or pending in a halted region.",
@@ -572,20 +578,9 @@ def _outcome_follows_action() -> pl.Expr:
     )
 
 
-class RecoveryOutcome(PartitionedRecord):
+class RecoveryOutcome(CampaignDevice):
     """One device after the recovery decisions were applied in the outcome simulation."""
 
-    device_id: str = pa.Field(
-        str_matches=DEVICE_ID_PATTERN, unique=True, description="Device serial."
-    )
-    region: str = pa.Field(isin=list(REGIONS), description="Deployment region of the device.")
-    model: str = pa.Field(isin=list(MODELS), description="Device model.")
-    firmware_from: str = pa.Field(
-        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) before the campaign."
-    )
-    firmware_to: str = pa.Field(
-        str_matches=FIRMWARE_PATTERN, description="Firmware version (x.y.z) the campaign installs."
-    )
     status_before: str = pa.Field(
         isin=list(UPDATE_STATUSES), description="Update status before recovery."
     )

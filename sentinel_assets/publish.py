@@ -28,7 +28,9 @@ from psycopg2 import sql
 
 from sentinel_assets.production import PublishTarget
 
-REPORT_TABLES = (
+# The report tables BI tools read (the cross-region ones of warehouse.REPORT_TABLES but
+# failure_telemetry, a band breakdown analysts query in DuckDB).
+PUBLISHED_TABLES = (
     "regional_rank",
     "failure_clusters",
     "campaign_report",

@@ -13,7 +13,7 @@ the first guard that applies names the reason an operator reads and the code rep
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, NamedTuple, Self
 
 import polars as pl
@@ -31,6 +31,22 @@ from sentinel_assets.contracts import (
 
 DECISION_COLUMNS: tuple[str, ...] = tuple(RecoveryDecision.to_schema().columns)
 CAMPAIGN_COLUMNS: tuple[str, ...] = tuple(CampaignStatus.to_schema().columns)
+
+
+# The snapshot time the campaign is seen at: decisions measure a device's silence from it.
+DEFAULT_AS_OF = "2026-11-01T00:00:00+00:00"
+
+
+def parse_as_of(value: str) -> datetime:
+    """A snapshot time, ISO 8601 with a UTC offset, as UTC; anything else is a ValueError
+    that quotes it."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"as_of must be an ISO 8601 timestamp, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"as_of must carry a UTC offset, got {value!r}")
+    return parsed.astimezone(UTC)
 
 
 def _known_failure_kinds(kinds: list[str]) -> list[str]:

@@ -25,6 +25,16 @@ from sentinel_assets.quality import QUARANTINE_RATE_MACRO
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 PARQUET_COMPRESSION = "lz4"
+# The cross-region report tables inside the catalog file, each built from `sql/<name>.sql`
+# (the Dagster `reports` group has one asset per table).
+REPORT_TABLES: tuple[str, ...] = (
+    "regional_rank",
+    "failure_clusters",
+    "failure_telemetry",
+    "triage_queue",
+    "campaign_report",
+    "status_before_after",
+)
 
 
 def _identifier(name: str) -> str:

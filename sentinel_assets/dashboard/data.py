@@ -22,10 +22,8 @@ import polars as pl
 
 from sentinel_assets import paths, warehouse
 from sentinel_assets.contracts import OUTCOME_STATUSES, UPDATE_STATUSES
+from sentinel_assets.recovery import DEFAULT_AS_OF, parse_as_of
 
-# The pipeline's default snapshot time (`SimulationSettings.as_of`); decisions depend on it
-# through the staleness rule. `SENTINEL_AS_OF` overrides it for a warehouse built with another.
-DEFAULT_AS_OF = "2026-11-01T00:00:00+00:00"
 LOCK_RETRY_SECONDS = 10.0
 # Every partitioned table names the region shard a record is stored in.
 SHARD_COLUMN = "partition_key"
@@ -41,15 +39,14 @@ def warehouse_path() -> Path:
 
 
 def default_as_of() -> datetime:
-    """The snapshot time the pipeline decided at: `$SENTINEL_AS_OF`, else its default."""
+    """The snapshot time the pipeline decided at (decisions depend on it through the
+    staleness rule): `$SENTINEL_AS_OF` for a warehouse built with another, else the
+    pipeline's default (`recovery.DEFAULT_AS_OF`)."""
     raw = os.environ.get("SENTINEL_AS_OF") or DEFAULT_AS_OF
     try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise WarehouseError(f"SENTINEL_AS_OF must be an ISO 8601 time, got {raw!r}.") from None
-    if parsed.tzinfo is None:
-        raise WarehouseError(f"SENTINEL_AS_OF must carry a UTC offset, got {raw!r}.")
-    return parsed.astimezone(UTC)
+        return parse_as_of(raw)
+    except ValueError as error:
+        raise WarehouseError(f"SENTINEL_AS_OF: {error}.") from None
 
 
 @contextmanager
@@ -108,23 +105,11 @@ def _relations(conn: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def _missing(table: str, path: Path) -> WarehouseError:
-    job = "regional_report" if table in REPORT_TABLES else "fleet_refresh"
+    job = "regional_report" if table in warehouse.REPORT_TABLES else "fleet_refresh"
     return WarehouseError(
         f"The warehouse {path} has no `{table}` table yet: run the Dagster job "
         f"`{job}` (or `make demo`) first."
     )
-
-
-REPORT_TABLES = frozenset(
-    {
-        "regional_rank",
-        "failure_clusters",
-        "failure_telemetry",
-        "triage_queue",
-        "campaign_report",
-        "status_before_after",
-    }
-)
 
 
 def query(

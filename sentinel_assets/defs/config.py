@@ -7,7 +7,7 @@ it when the run's resources are set up, before anything is written.
 """
 
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 import dagster as dg
@@ -17,7 +17,7 @@ from sentinel_assets.chaos import ChaosPlan
 from sentinel_assets.contracts import region as region_row
 from sentinel_assets.generate import FleetProfile
 from sentinel_assets.quality import QualityGates
-from sentinel_assets.recovery import RecoveryPolicy
+from sentinel_assets.recovery import DEFAULT_AS_OF, RecoveryPolicy, parse_as_of
 
 
 def env_int(name: str, default: int) -> int:
@@ -43,23 +43,18 @@ class SimulationSettings(dg.Config, FleetProfile):
     devices_per_region: int = Field(default=10_000, ge=0, le=50_000_000)
     seed: int = 7
     as_of: str = Field(
-        default="2026-11-01T00:00:00+00:00",
+        default=DEFAULT_AS_OF,
         description="Snapshot time of the campaign (ISO 8601 with a UTC offset).",
     )
 
     @field_validator("as_of")
     @classmethod
     def _as_of_is_aware(cls, value: str) -> str:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"as_of must be an ISO 8601 timestamp, got {value!r}") from None
-        if parsed.tzinfo is None:
-            raise ValueError(f"as_of must carry a UTC offset, got {value!r}")
+        parse_as_of(value)
         return value
 
     def as_of_utc(self) -> datetime:
-        return datetime.fromisoformat(self.as_of).astimezone(UTC)
+        return parse_as_of(self.as_of)
 
 
 class ChaosSettings(dg.Config, ChaosPlan):

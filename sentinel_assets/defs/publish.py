@@ -45,7 +45,7 @@ class ReportPublisher(dg.ConfigurableResource):
 
 
 @dg.asset(
-    deps=list(publish.REPORT_TABLES),
+    deps=list(publish.PUBLISHED_TABLES),
     group_name=REPORT_GROUP,
     pool="duckdb_catalog",  # reads the catalog file, like the report steps that write it
     kinds={"postgres"},
@@ -58,7 +58,7 @@ def published_reports(
     (a dashboard never sees half a table); dropped connections and timeouts are retried."""
     target = report_publisher.target()
     with catalog.get_connection() as conn:
-        frames = {table: conn.sql(f"SELECT * FROM {table}").pl() for table in publish.REPORT_TABLES}
+        frames = {table: conn.sql(f"SELECT * FROM {table}").pl() for table in publish.PUBLISHED_TABLES}
 
     def on_retry(attempt: int, error: Exception) -> None:
         context.log.warning(f"publish attempt {attempt} failed ({error}); retrying")

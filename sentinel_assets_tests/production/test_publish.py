@@ -40,7 +40,7 @@ def sort_all(frame: pl.DataFrame) -> pl.DataFrame:
 def test_the_report_run_published_every_report_table_row_for_row(production_run, postgres):
     assert production_run.outcome.success
     with duckdb.connect(str(production_run.catalog), read_only=True) as conn:
-        for table in publish.REPORT_TABLES:
+        for table in publish.PUBLISHED_TABLES:
             local = conn.sql(f"SELECT * FROM {table}").pl()
             assert local.height > 0
             published = read_back(postgres, "sentinel_reports", table, local)
