@@ -58,7 +58,9 @@ def published_reports(
     (a dashboard never sees half a table); dropped connections and timeouts are retried."""
     target = report_publisher.target()
     with catalog.get_connection() as conn:
-        frames = {table: conn.sql(f"SELECT * FROM {table}").pl() for table in publish.PUBLISHED_TABLES}
+        frames = {
+            table: conn.sql(f"SELECT * FROM {table}").pl() for table in publish.PUBLISHED_TABLES
+        }
 
     def on_retry(attempt: int, error: Exception) -> None:
         context.log.warning(f"publish attempt {attempt} failed ({error}); retrying")
