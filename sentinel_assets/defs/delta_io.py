@@ -13,8 +13,7 @@ import polars as pl
 from pydantic import Field
 
 from sentinel_assets import delta
-from sentinel_assets.contracts import PARTITION_KEY
-from sentinel_assets.defs.resources import WarehouseCatalog
+from sentinel_assets.defs.resources import WarehouseCatalog, shard_of
 
 # The region-partitioned assets, i.e. the Delta tables the report SQL reads.
 PARTITIONED_TABLES = (
@@ -53,15 +52,7 @@ class DeltaShardIOManager(dg.ConfigurableIOManager):
     delta_root: str
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
-        if not context.has_asset_partitions:
-            raise dg.Failure(f"{context.asset_key.to_user_string()} must be region-partitioned")
-        table = context.asset_key.path[-1]
-        partition = context.asset_partition_key
-        if PARTITION_KEY in obj.columns and (obj[PARTITION_KEY] != partition).any():
-            raise dg.Failure(
-                f"{table} rows for another partition than {partition!r} would be stored in its "
-                f"shard; every row's {PARTITION_KEY} must be the shard's partition key"
-            )
+        table, partition = shard_of(context, obj)
         uri = delta.table_uri(self.delta_root, table)
         attempts = delta.write_region(obj, uri, partition, delta.storage_options())
         context.add_output_metadata(

@@ -74,6 +74,21 @@ class WarehouseCatalog(DuckDBResource):
             context.__exit__(None, None, None)
 
 
+def shard_of(context: dg.OutputContext, obj: pl.DataFrame) -> tuple[str, str]:
+    """The (table, partition) an output is stored as: one region's shard of the asset, which
+    holds that partition's rows only."""
+    if not context.has_asset_partitions:
+        raise dg.Failure(f"{context.asset_key.to_user_string()} must be region-partitioned")
+    table = context.asset_key.path[-1]
+    partition = context.asset_partition_key
+    if PARTITION_KEY in obj.columns and (obj[PARTITION_KEY] != partition).any():
+        raise dg.Failure(
+            f"{table} rows for another partition than {partition!r} would be stored in its "
+            f"shard; every row's {PARTITION_KEY} must be the shard's partition key"
+        )
+    return table, partition
+
+
 class RegionShardIOManager(dg.ConfigurableIOManager):
     """Stores each region partition of an asset as its own Parquet file, replaced atomically,
     and keeps a view per asset over all regions in the DuckDB catalog.
@@ -104,15 +119,7 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
             self._written.popitem(last=False)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
-        if not context.has_asset_partitions:
-            raise dg.Failure(f"{context.asset_key.to_user_string()} must be region-partitioned")
-        table = context.asset_key.path[-1]
-        partition = context.asset_partition_key
-        if PARTITION_KEY in obj.columns and (obj[PARTITION_KEY] != partition).any():
-            raise dg.Failure(
-                f"{table} rows for another partition than {partition!r} would be stored in its "
-                f"shard; every row's {PARTITION_KEY} must be the shard's partition key"
-            )
+        table, partition = shard_of(context, obj)
         path = self._path(context.asset_key, partition)
         # A view is a glob over all regions' shards, so the catalog is written only when an
         # asset gets its first shard or the catalog file is new, not after every output.
