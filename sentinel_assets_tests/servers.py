@@ -33,6 +33,16 @@ DATABASES = ("dagster", "analytics")
 INSTALL_HINT = "run `make servers` (as root, it installs Debian's postgresql-15)"
 
 
+def stop(proc: subprocess.Popen, root: Path) -> None:
+    """End a server the test started (SIGTERM, then SIGKILL after 10 s) and remove its folder."""
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    if proc.poll() is None:
+        proc.kill()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 class ServerUnavailable(RuntimeError):
     """The server cannot be started on this machine (binaries missing); tests skip."""
 
@@ -322,12 +332,7 @@ def running_redis() -> Iterator[Redis]:
             time.sleep(0.1)
         yield Redis(port, proc)
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:
-            proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
+        stop(proc, root)
 
 
 @dataclass
@@ -386,9 +391,4 @@ def running_s3() -> Iterator[S3Emulator]:
                 time.sleep(0.2)
         yield S3Emulator(endpoint, proc)
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:
-            proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
+        stop(proc, root)
