@@ -387,3 +387,18 @@ def test_the_spine_rule_holds_on_a_generated_fleet(fleet):
     )
     assert set(failed.filter(retriable)["action"]) == {"retry"}
     assert set(failed.filter(~retriable)["action"]) == {"manual_triage"}
+
+
+def test_decisions_read_the_campaign_status_they_are_given(fleet):
+    campaign = campaign_health(fleet, POLICY)
+    assert not campaign["halted"].any()
+    from_input = decide_recovery(fleet, POLICY, as_of=AS_OF, campaign=campaign)
+    assert from_input.equals(decide_recovery(fleet, POLICY, as_of=AS_OF))
+    # a halt recorded in campaign_status holds the region's pending updates and retries
+    halted = decide_recovery(
+        fleet, POLICY, as_of=AS_OF, campaign=campaign.with_columns(halted=pl.lit(True))
+    )
+    pending = fleet.filter(pl.col("update_status") == "pending")
+    held = halted.filter(pl.col("action") == "hold")
+    assert set(pending["record_id"]) <= set(held["record_id"])
+    assert halted.filter(pl.col("action") == "retry").height == 0

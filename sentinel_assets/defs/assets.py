@@ -246,12 +246,11 @@ def recovery_decisions(
     manual_triage, hold), the code of the policy rule that decided and the reason an operator
     reads; retries carry their `next_attempt_at` (exponential backoff). A region whose
     `campaign_status` is halted holds its pending updates and retries."""
-    health = campaign_status
     decisions = decide_recovery(
         sanitized_fleet,
         settings.recovery,
         as_of=settings.simulation.as_of_utc(),
-        campaign=health,
+        campaign=campaign_status,
     )
     yield dg.Output(
         decisions,
@@ -259,14 +258,18 @@ def recovery_decisions(
             "decisions": decisions.height,
             "actions": dg.MetadataValue.json(action_counts(decisions)),
             "reason_codes": dg.MetadataValue.json(reason_code_counts(decisions)),
-            "campaign_halted": bool(health["halted"].any()),
-            "campaign": markdown(health),
+            "campaign_halted": bool(campaign_status["halted"].any()),
+            "campaign": markdown(campaign_status),
             "preview": markdown(decisions),
         },
     )
     yield checks.contract(decisions, "recovery_decisions")
     yield checks.verdict(
-        "recovery_decisions", quality.halt_holds_pending_updates, decisions, health, sanitized_fleet
+        "recovery_decisions",
+        quality.halt_holds_pending_updates,
+        decisions,
+        campaign_status,
+        sanitized_fleet,
     )
 
 
