@@ -47,8 +47,8 @@ $(DASHBOARD_STAMP): pyproject.toml
 	$(DASHBOARD_VENV)/bin/python -m pip install --quiet -e '.[dev,dashboard]'
 	touch $@
 
-test-fast: install ## Unit and property tests only (no Dagster runs or servers), well under 30 s
-	$(BIN)/pytest -m "not slow"
+test-fast: install ## Unit and property tests only (no Dagster runs or servers), on 2 cores, under 30 s
+	$(BIN)/pytest -m "not slow" -n 2 --dist worksteal
 
 # dg looks for the project's .venv and warns unless it is the active environment.
 check-defs: install instance ## Every definition under sentinel_assets/defs loads (Dagster's `dg check defs`)
