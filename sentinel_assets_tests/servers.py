@@ -47,6 +47,21 @@ class ServerUnavailable(RuntimeError):
     """The server cannot be started on this machine (binaries missing); tests skip."""
 
 
+def server_or_skip(running: contextlib.AbstractContextManager, what: str) -> Iterator:
+    """Yield the server `running` starts, stopping it afterwards; skip with one line when it
+    cannot be started here."""
+    import pytest
+
+    try:
+        server = running.__enter__()
+    except ServerUnavailable as reason:
+        pytest.skip(f"no {what}: {reason}")
+    try:
+        yield server
+    finally:
+        running.__exit__(None, None, None)
+
+
 def _preexec(uid: int | None, gid: int | None):
     # Loaded here, not in the child: after setuid the interpreter's files (e.g. under /root)
     # may not be readable any more.
@@ -190,7 +205,8 @@ def _run(cmd: list[str], uid: int | None, gid: int | None) -> None:
         raise RuntimeError(f"{Path(cmd[0]).name} failed: {result.stderr.strip()}")
 
 
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 and its key, in `directory`."""
     crt, key = directory / "server.crt", directory / "server.key"
     subprocess.run(
         [
@@ -261,7 +277,7 @@ def running_postgres() -> Iterator[Postgres]:
             gid,
         )
         pwfile.unlink()
-        crt, key = _self_signed_certificate(data)
+        crt, key = self_signed_certificate(data)
         if uid is not None:
             for path in (crt, key):
                 os.chown(path, uid, gid)

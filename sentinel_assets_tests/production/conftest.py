@@ -12,7 +12,7 @@ import pytest
 
 from sentinel_assets.cli import orchestrate
 from sentinel_assets.contracts import REGIONS
-from sentinel_assets_tests.servers import Postgres, ServerUnavailable, running_postgres
+from sentinel_assets_tests.servers import Postgres, running_postgres, server_or_skip
 
 INSTANCE_YAML = Path(__file__).parents[2] / "deploy" / "production" / "dagster.yaml"
 # Three regions, two runs at a time: concurrent processes on one PostgreSQL instance, at a
@@ -23,15 +23,7 @@ PRODUCTION_REGIONS = list(REGIONS[:3])
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A throwaway TLS-only PostgreSQL 15 cluster, stopped and deleted after the session."""
-    try:
-        context = running_postgres()
-        server = context.__enter__()
-    except ServerUnavailable as reason:
-        pytest.skip(f"no PostgreSQL for the production-profile tests: {reason}")
-    try:
-        yield server
-    finally:
-        context.__exit__(None, None, None)
+    yield from server_or_skip(running_postgres(), "PostgreSQL for the production-profile tests")
 
 
 @contextmanager

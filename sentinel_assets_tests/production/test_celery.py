@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from sentinel_assets.cli import orchestrate
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets_tests.production.conftest import INSTANCE_YAML, environment
-from sentinel_assets_tests.servers import ServerUnavailable, running_redis
+from sentinel_assets_tests.servers import running_redis, server_or_skip
 from sentinel_assets_tests.webserver import _die_with_parent, _kill_group
 
 pytestmark = pytest.mark.slow
@@ -32,15 +32,7 @@ FLEET_TABLES = (
 
 @pytest.fixture(scope="module")
 def redis():
-    try:
-        context = running_redis()
-        server = context.__enter__()
-    except ServerUnavailable as reason:
-        pytest.skip(f"no Redis for the Celery test: {reason}")
-    try:
-        yield server
-    finally:
-        context.__exit__(None, None, None)
+    yield from server_or_skip(running_redis(), "Redis for the Celery test")
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

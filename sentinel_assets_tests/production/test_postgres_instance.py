@@ -1,13 +1,12 @@
 """The production Dagster instance (deploy/production/dagster.yaml) on a real PostgreSQL."""
 
-import subprocess
-
 import dagster as dg
 import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from sentinel_assets import production
 from sentinel_assets_tests.production.conftest import PRODUCTION_REGIONS
+from sentinel_assets_tests.servers import self_signed_certificate
 
 pytestmark = pytest.mark.slow
 
@@ -69,27 +68,7 @@ def test_missing_instance_variables_are_named_in_one_sentence(monkeypatch):
 
 def test_a_wrong_ca_file_is_refused_by_the_instance(production_env, tmp_path, monkeypatch):
     """PGSSLROOTCERT really reaches libpq: a CA that did not sign the server is refused."""
-    other = tmp_path / "other-ca.crt"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=other",
-            "-keyout",
-            str(tmp_path / "k"),
-            "-out",
-            str(other),
-        ],
-        capture_output=True,
-        check=True,
-    )
+    other, _ = self_signed_certificate(tmp_path)  # a CA that signed nothing of the server's
     monkeypatch.setenv("PGSSLROOTCERT", str(other))
     with pytest.raises(Exception) as error, dg.DagsterInstance.get() as instance:
         instance.get_runs_count()
