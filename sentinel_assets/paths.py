@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 HOME_ENV = "SENTINEL_HOME"
+LANDING_ENV = "SENTINEL_LANDING_DIR"  # moves the landing folder out of the data folder
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 DEFAULT_HOME = ".sentinel"
 CATALOG_FILE = "warehouse.duckdb"
@@ -55,8 +56,10 @@ def reports_root(home: Path | None = None) -> Path:
 
 
 def landing_root(home: Path | None = None) -> Path:
-    """The landing folder telemetry files are dropped into (`$SENTINEL_LANDING_DIR` may move
-    it: see `defs/resources.py`)."""
+    """The landing folder telemetry files are dropped into: `<home>/landing`; with no `home`
+    given, `$SENTINEL_LANDING_DIR` if set, else the data folder's."""
+    if home is None and (moved := os.environ.get(LANDING_ENV)):
+        return _absolute(moved)
     return _home(home) / LANDING_DIR
 
 

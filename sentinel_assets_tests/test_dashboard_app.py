@@ -17,6 +17,8 @@ from sentinel_assets import warehouse
 from sentinel_assets.contracts import ACTIONS
 from sentinel_assets.defs.config import SimulationSettings
 from sentinel_assets.recovery import RecoveryPolicy, action_counts, decide_recovery
+from sentinel_assets_tests.landing_daemon import Landing
+from sentinel_assets_tests.telemetry_helpers import json_line, v2
 from sentinel_assets_tests.webserver import DagsterUI, running_webserver, write_test_instance_yaml
 
 pytest.importorskip("streamlit", reason="Streamlit is in .venv-dashboard (make dashboard-install)")
@@ -96,9 +98,10 @@ def test_every_dagster_asset_link_opens_the_view_of_that_asset(
         for key in graph.get_all_asset_keys()
         if "dashboard" in graph.get(key).metadata
     }
-    assert {"quarantine", "recovery_decisions", "regional_rank"} <= set(links)
+    assert {"quarantine", "recovery_decisions", "regional_rank", "dead_letters"} <= set(links)
     views = {asset: parse_qs(urlsplit(url).query)["view"][0] for asset, url in links.items()}
     assert views["quarantine"] == "triage" and views["recovery_decisions"] == "whatif"
+    assert views["dead_letters"] == "upload"
     for view in set(views.values()):
         at = open_app(monkeypatch, demo_warehouse, view=view)
         assert at.sidebar.radio(key="view").value == view
@@ -173,6 +176,47 @@ def test_a_bad_warehouse_path_shows_a_clear_message_not_a_traceback(monkeypatch,
     [error] = at.error
     assert error.value.startswith(f"No warehouse at {tmp_path / 'nowhere' / 'warehouse.duckdb'}")
     assert "make demo" in error.value
+
+
+# --- Upload: into the landing zone, ingested by the landing sensor, result on the page ----
+
+
+def test_an_uploaded_file_is_ingested_by_the_landing_sensor_and_its_result_shown(
+    monkeypatch, sentinel_home, instance
+):
+    records = [json_line(v2()), json_line(v2(retry_count=2)), "{broken", json_line(v2())]
+    content = "".join(f"{line}\n" for line in records).encode()
+    at = open_app(monkeypatch, sentinel_home, view="upload")  # no warehouse needed
+    assert not at.error
+    at.file_uploader(key="upload_file").set_value(("gateway-3.jsonl", content, "text/plain"))
+    at.run()
+    assert not at.exception and not at.error
+    [landed] = (sentinel_home / "landing").iterdir()
+    assert landed.name == "gateway-3.jsonl" and landed.read_bytes() == content
+    assert any("Waiting for the landing sensor" in i.value for i in at.info)
+
+    daemon = Landing(sentinel_home, instance)
+    [run] = daemon.drain()  # the sensor claims the file and its ingestion run succeeds
+    at.run()
+    assert not at.info
+    assert {k: number(v) for k, v in metrics(at).items()} == {
+        "Events accepted": 2,
+        "Duplicates dropped": 1,
+        "Dead letters": 1,
+    }
+    letters = table_with(at, "line_number")
+    assert letters.select("line_number", "reason").rows() == [(3, "json:malformed")]
+    batch = run.dagster_run.tags["dagster/partition"]  # the dead_letters partition ingested
+    assert any(f"batch `{batch}`" in m.value for m in at.markdown)
+
+
+def test_a_name_a_gateway_would_not_land_is_refused_on_upload(monkeypatch, sentinel_home):
+    at = open_app(monkeypatch, sentinel_home, view="upload")
+    at.file_uploader(key="upload_file").set_value((".hidden.csv", b"a,b\n", "text/csv"))
+    at.run()
+    [error] = at.error
+    assert "not a plain file name" in error.value
+    assert not (sentinel_home / "landing").exists()
 
 
 # --- "Launch with this policy" against a real webserver ----------------------------------

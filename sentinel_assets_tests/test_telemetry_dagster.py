@@ -4,7 +4,6 @@ backfill, and the fleet graph on landed telemetry."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -15,11 +14,10 @@ import pytest
 from sentinel_assets.definitions import defs
 from sentinel_assets.defs.partitions import event_partitions, landing_batches
 from sentinel_assets.defs.resources import build_resources
-from sentinel_assets.defs.telemetry_resources import TelemetryLanding
-from sentinel_assets.defs.telemetry_sensors import landing_sensor
 from sentinel_assets.paths import CATALOG_FILE
 from sentinel_assets.telemetry import lake
 from sentinel_assets.telemetry.simulate import SimulationPlan, simulate
+from sentinel_assets_tests.landing_daemon import Landing
 from sentinel_assets_tests.telemetry_helpers import json_line, v2, write_lines
 
 pytestmark = pytest.mark.slow
@@ -49,48 +47,6 @@ def test_the_telemetry_assets_are_partitioned_and_checked_as_documented():
     }
     assert all(spec.blocking for spec in checks.values())
     assert event_partitions is events
-
-
-class Landing:
-    """Drives the sensor and the runs it asks for, like the daemon would."""
-
-    def __init__(self, home: Path, instance: dg.DagsterInstance) -> None:
-        self.home, self.instance = home, instance
-        self.folder = home / "landing"
-        self.cursor: str | None = None
-        self.resources = build_resources(home)
-
-    def tick(self) -> list[dg.RunRequest]:
-        context = dg.build_sensor_context(
-            instance=self.instance,
-            cursor=self.cursor,
-            resources={"telemetry": TelemetryLanding(home=str(self.home))},
-        )
-        result = landing_sensor(context)
-        self.cursor = result.cursor
-        for request in result.dynamic_partitions_requests:
-            self.instance.add_dynamic_partitions(
-                request.partitions_def_name, request.partition_keys
-            )
-        return list(result.run_requests or [])
-
-    def run(self, requests: list[dg.RunRequest]) -> list[dg.ExecuteInProcessResult]:
-        job = defs().resolve_job_def("ingest_landing_batch")
-        return [
-            job.execute_in_process(
-                partition_key=r.partition_key,
-                instance=self.instance,
-                resources=self.resources,
-                tags=r.tags,
-                raise_on_error=False,
-            )
-            for r in requests
-        ]
-
-    def drain(self) -> list[dg.ExecuteInProcessResult]:
-        results = self.run(self.tick())
-        assert all(r.success for r in results)
-        return results
 
 
 def test_landed_files_are_ingested_once_and_the_fleet_graph_runs_on_them(sentinel_home, instance):

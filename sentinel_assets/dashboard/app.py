@@ -3,7 +3,8 @@
 
 A thin layer: every number comes from `data` (read-only warehouse loads), `whatif` (the
 pipeline's own `decide_recovery` under the chosen policy) or `launch` (Dagster GraphQL).
-Views: `?view=overview` (default), `?view=triage` (with `&region=`), `?view=whatif`.
+Views: `?view=overview` (default), `?view=triage` (with `&region=`), `?view=whatif`,
+`?view=upload` (a telemetry file into the landing zone, and its ingestion result).
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
+from sentinel_assets import paths
 from sentinel_assets.contracts import ACTIONS, REGIONS
-from sentinel_assets.dashboard import data, launch, whatif
+from sentinel_assets.dashboard import data, launch, upload, whatif
 from sentinel_assets.recovery import RecoveryPolicy
 
-VIEWS = {"overview": "Fleet overview", "triage": "Triage queue", "whatif": "What-if"}
+VIEWS = {
+    "overview": "Fleet overview",
+    "triage": "Triage queue",
+    "whatif": "What-if",
+    "upload": "Upload telemetry",
+}
 CHANGED_ROWS_SHOWN = 200
 TRIAGE_ROWS_SHOWN = 500
 DEFAULT_POLICY = RecoveryPolicy()
@@ -377,6 +384,57 @@ def launch_section(policy: RecoveryPolicy, result: whatif.WhatIf) -> None:
         st.markdown(f"- {region}: run [`{run_id[:8]}`]({url}) launched")
 
 
+def upload_view() -> None:
+    st.subheader("Upload a telemetry file")
+    landing, lake = paths.landing_root(), paths.lake_root()
+    st.caption(
+        f"The file is placed in the landing zone `{landing}` the way a gateway does (written "
+        "under a `.part` name, then renamed), and Dagster's `landing_sensor` ingests it on its "
+        "next tick (the daemon must be running; `sentinel ingest <file>` does the same by hand)."
+    )
+    chosen = st.file_uploader(
+        "Telemetry file: CSV, JSON Lines or Parquet (CSV and JSON Lines may be gzipped)",
+        type=list(upload.UPLOAD_TYPES),
+        key="upload_file",
+    )
+    delivered: list[tuple[str, str]] = st.session_state.setdefault("uploads", [])
+    if chosen is not None and st.session_state.get("upload_seen") != chosen.file_id:
+        st.session_state["upload_seen"] = chosen.file_id
+        try:
+            delivery = upload.deliver(landing, chosen.name, chosen.getvalue())
+        except upload.DeliveryError as error:
+            st.error(str(error))
+        else:
+            delivered.append((delivery.path.name, delivery.batch))
+    if delivered:
+        upload_results(lake, tuple(delivered))
+
+
+@st.fragment(run_every=2)
+def upload_results(lake: Path, delivered: tuple[tuple[str, str], ...]) -> None:
+    """Re-read every 2 s, so a result shows up as soon as the sensor has ingested the file."""
+    for name, batch in reversed(delivered):
+        result = upload.result(lake, batch)
+        st.markdown(f"**{name}** · batch `{batch}`")
+        if result is None:
+            st.info("Waiting for the landing sensor to ingest this file.")
+            continue
+        if result.unreadable:
+            st.error(f"The whole file could not be read ({result.unreadable}): moved aside.")
+        left, middle, right = st.columns(3)
+        left.metric("Events accepted", f"{result.accepted:,}")
+        middle.metric("Duplicates dropped", f"{result.duplicates:,}")
+        right.metric("Dead letters", f"{result.dead_letters:,}")
+        st.caption(f"Ingested at {result.ingested_at}")
+        if result.dead_letters:
+            st.dataframe(result.reasons, hide_index=True, key=f"reasons_{batch}")
+            st.dataframe(
+                result.letters.with_columns(pl.col("reasons").list.join(", ")),
+                hide_index=True,
+                key=f"letters_{batch}",
+            )
+
+
 def main() -> None:
     st.set_page_config(page_title="Sentinel fleet dashboard", layout="wide")
     st.title("Sentinel: OTA fleet operations")
@@ -385,10 +443,9 @@ def main() -> None:
     view = st.sidebar.radio("View", list(VIEWS), format_func=VIEWS.get, key="view")
     if st.query_params.get("view") != view:
         st.query_params["view"] = view
-    st.sidebar.caption(
-        "Device drill-down (telemetry) and Upload come with the time-series and telemetry "
-        "ingestion work."
-    )
+    if view == "upload":  # needs the landing zone only, not a warehouse
+        upload_view()
+        return
     path = data.warehouse_path()
     try:
         version = data.data_version(path)

@@ -78,6 +78,7 @@ DASHBOARD_VIEWS = {
     "sanitized_fleet": "whatif",
     "recovery_decisions": "whatif",
     "campaign_status": "whatif",
+    "dead_letters": "upload",
 }
 
 

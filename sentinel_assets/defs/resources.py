@@ -24,7 +24,6 @@ from sentinel_assets.defs.config import (
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
 
 STORAGE_COMPATIBILITY = "v1.2.0"
-LANDING_ENV = "SENTINEL_LANDING_DIR"  # the landing folder, default $SENTINEL_HOME/landing
 
 
 class SentinelSettings(dg.ConfigurableResource):
@@ -164,7 +163,9 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
             )
         ),
         "catalog": catalog,
-        "telemetry": TelemetryLanding(home=str(home), landing_dir=os.environ.get(LANDING_ENV, "")),
+        "telemetry": TelemetryLanding(
+            home=str(home), landing_dir=os.environ.get(paths.LANDING_ENV, "")
+        ),
         "io_manager": RegionShardIOManager(
             catalog=catalog, memory_cache_mb=env_int("SENTINEL_MEMORY_CACHE_MB", 2048)
         ),

@@ -20,7 +20,7 @@ import polars as pl
 from sentinel_assets.contracts import DEAD_LETTER_SCHEMA, telemetry_event_schema
 from sentinel_assets.defs.checks import timed
 from sentinel_assets.defs.jobs import EXECUTOR
-from sentinel_assets.defs.metadata import contract_metadata, markdown
+from sentinel_assets.defs.metadata import contract_metadata, dashboard_link, markdown
 from sentinel_assets.defs.partitions import event_partitions, landing_batches
 from sentinel_assets.defs.resources import WarehouseCatalog
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
@@ -102,7 +102,7 @@ def _batch_events(telemetry: TelemetryLanding, accounting: FileAccounting) -> pl
     group_name=TELEMETRY_GROUP,
     kinds={"polars", "duckdb", "parquet"},
     pool=LAKE_POOL,
-    metadata=contract_metadata("dead_letters"),
+    metadata={**contract_metadata("dead_letters"), **dashboard_link("dead_letters")},
 )
 def dead_letters(
     context: dg.AssetExecutionContext, telemetry: TelemetryLanding, catalog: WarehouseCatalog

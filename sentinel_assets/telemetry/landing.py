@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sentinel_assets.telemetry.wire import UnreadableFile, file_format
+
 IN_PROGRESS_SUFFIXES: tuple[str, ...] = (".tmp", ".part")
 BATCHES_DIR = "_batches"
 REJECTED_DIR = "_rejected"
@@ -134,3 +136,51 @@ def scan(landing: Path, known: set[str], limit: int = 200) -> LandingScan:
         if batch not in known and (file := batch_file(landing, batch)) is not None
     ]
     return LandingScan(new, redropped, errors)
+
+
+class DeliveryError(ValueError):
+    """A file cannot be placed in the landing zone; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a delivered file was placed, and the batch it will be ingested as."""
+
+    path: Path
+    batch: str
+    sha256: str
+
+
+def deliver(landing: Path, name: str, content: bytes) -> Delivery:
+    """Place `content` in the landing zone as a gateway does: written to `<name>.part`,
+    fsynced, then renamed, so the sensor never sees it half-written. A different file
+    already waiting under the same name is never overwritten (the batch id is prefixed)."""
+    plain = Path(name).name
+    if not plain or plain != name or not is_complete(Path(plain)):
+        raise DeliveryError(
+            f"{name!r} is not a plain file name: a landed file needs a name without a folder, "
+            f"not starting with '.' or '_' nor ending in {' or '.join(IN_PROGRESS_SUFFIXES)}."
+        )
+    try:
+        file_format(Path(plain))
+    except UnreadableFile as error:
+        raise DeliveryError(f"{error.detail}.") from None
+    sha256 = hashlib.sha256(content).hexdigest()
+    batch = batch_id(sha256)
+    target = landing / plain
+    if target.exists() and content_hash(target) != sha256:
+        target = landing / f"{batch}-{plain}"
+    try:
+        landing.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + IN_PROGRESS_SUFFIXES[-1])
+        with open(partial, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+    except OSError as error:
+        raise DeliveryError(
+            f"Cannot write {target}: {error.strerror or error}; check that the landing folder "
+            "is writable (SENTINEL_LANDING_DIR / SENTINEL_HOME)."
+        ) from None
+    return Delivery(target, batch, sha256)
