@@ -22,10 +22,11 @@ from datetime import date
 
 import polars as pl
 
+from sentinel_assets.contracts import ANOMALY_RULES
 from sentinel_assets.timeseries.readings import KEYS, on_day
 from sentinel_assets.timeseries.settings import TimeseriesSettings
 
-RULES: tuple[str, ...] = ("hot_low_battery", "voltage_sag", "signal_collapse", "temperature_zscore")
+RULES: tuple[str, ...] = ANOMALY_RULES
 
 
 def rule_conditions(settings: TimeseriesSettings) -> dict[str, tuple[pl.Expr, str]]:

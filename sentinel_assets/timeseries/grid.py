@@ -129,8 +129,10 @@ def resample(readings: pl.LazyFrame, day: date, settings: TimeseriesSettings) ->
             *values,
         )
         .with_columns((pl.col("temperature_c") * 9 / 5 + 32).alias("temperature_f"))
+        .with_columns(pl.lit(day, pl.Date).alias("event_date"))
         .select(
             *KEYS,
+            "event_date",
             "slot_ts",
             "readings_in_slot",
             "is_measured",

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import polars as pl
 
+from sentinel_assets.contracts import TIMESERIES_VALUES
 from sentinel_assets.telemetry import lake
 
 KEYS: tuple[str, ...] = ("region", "device_id")
-VALUES: tuple[str, ...] = ("battery_pct", "battery_voltage_v", "temperature_c", "signal_dbm")
+VALUES: tuple[str, ...] = TIMESERIES_VALUES
 ATTRIBUTES: tuple[str, ...] = ("model", "site", "hardware_rev", "firmware_version")
 READING_DTYPES: dict[str, pl.DataType] = {
     "record_id": pl.Int64(),

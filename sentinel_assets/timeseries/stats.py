@@ -12,18 +12,13 @@ from datetime import date
 
 import polars as pl
 
+from sentinel_assets.contracts import DAILY_STATISTICS
 from sentinel_assets.timeseries.anomalies import RULES
 from sentinel_assets.timeseries.readings import KEYS, VALUES, on_day
 from sentinel_assets.timeseries.settings import TimeseriesSettings
 
-STATISTICS: tuple[tuple[str, str], ...] = (
-    ("min", "min"),
-    ("max", "max"),
-    ("mean", "mean"),
-    ("p05", "0.05"),
-    ("p50", "0.5"),
-    ("p95", "0.95"),
-)
+_HOW = {"min": "min", "max": "max", "mean": "mean", "p05": "0.05", "p50": "0.5", "p95": "0.95"}
+STATISTICS: tuple[tuple[str, str], ...] = tuple((name, _HOW[name]) for name, _ in DAILY_STATISTICS)
 
 
 def _value_stats(v: str) -> list[pl.Expr]:
