@@ -25,6 +25,7 @@ def device_timeseries(
 @dataclass(frozen=True)
 class DaySeries:
     readings: pl.DataFrame  # the day's own real readings
+    context_readings: pl.DataFrame  # with the adjacent days' (what the series was built from)
     timeseries: pl.DataFrame
     anomalies: pl.DataFrame
     device_stats: pl.DataFrame
@@ -44,5 +45,10 @@ def build_day(readings: pl.LazyFrame, day: date, settings: TimeseriesSettings) -
         readings, device_stats.lazy(), anomalies.lazy(), day, settings
     ).collect()
     return DaySeries(
-        on_day(readings, day).collect(), timeseries, anomalies, device_stats, region_stats
+        on_day(readings, day).collect(),
+        readings.collect(),
+        timeseries,
+        anomalies,
+        device_stats,
+        region_stats,
     )
