@@ -3,7 +3,6 @@ catalog views (star schema included) and what the UI shows."""
 
 from __future__ import annotations
 
-import dagster as dg
 import duckdb
 import pytest
 

@@ -236,7 +236,7 @@ def telemetry_timeseries(
                     "anomaly_rate",
                     "max_anomaly_rate",
                 )
-            ),  # fmt: skip
+            ),
         },
     )
     schema = device_timeseries_schema(tuple(settings.window_labels))
