@@ -74,6 +74,7 @@ REASON_CODES: tuple[str, ...] = (
     "stale_device",
     "boot_check_running",
     "low_battery",
+    "battery_draining",
     "over_temperature",
     "boot_failed",
     "uncommitted_image",
