@@ -22,10 +22,13 @@ SENTINEL_DASHBOARD_PORT ?= 8501
 DASHBOARD_TESTS := sentinel_assets_tests/test_dashboard_app.py sentinel_assets_tests/test_dashboard_browser.py
 
 DEMO_DAYS ?= 2
+# Hourly readings (with jitter): the time series shows measured, interpolated and outage slots.
+DEMO_READINGS_PER_DAY ?= 24
 demo: install instance ## Simulate device telemetry, ingest it, build every region's fleet from it, print the summary
-	$(BIN)/sentinel simulate --days $(DEMO_DAYS) --devices-per-region $${SENTINEL_DEVICES_PER_REGION:-10000}
+	$(BIN)/sentinel simulate --days $(DEMO_DAYS) --devices-per-region $${SENTINEL_DEVICES_PER_REGION:-10000} --readings-per-day $(DEMO_READINGS_PER_DAY)
 	$(BIN)/sentinel ingest $(SENTINEL_HOME)/landing
 	SENTINEL_FLEET_SOURCE=landing $(BIN)/sentinel demo
+	$(BIN)/sentinel timeseries
 
 ui: install instance ## Open the project in the Dagster UI (with the daemon, for schedules/sensors)
 	$(BIN)/dagster dev -w workspace.yaml

@@ -74,6 +74,7 @@ REASON_CODES: tuple[str, ...] = (
     "stale_device",
     "boot_check_running",
     "low_battery",
+    "battery_draining",
     "over_temperature",
     "boot_failed",
     "uncommitted_image",
@@ -874,6 +875,354 @@ class DeadLetter(pa.DataFrameModel):
 
 DEAD_LETTER_SCHEMA: pa.DataFrameSchema = DeadLetter.to_schema()
 
+# --- Telemetry over time (issue 12): grid, anomalies, daily statistics, star schema ---------
+# Appended in one block. `sentinel_assets.timeseries` computes these; column names carry units.
+
+TIMESERIES_VALUES: tuple[str, ...] = (
+    "battery_pct",
+    "battery_voltage_v",
+    "temperature_c",
+    "signal_dbm",
+)
+ANOMALY_RULES: tuple[str, ...] = (
+    "hot_low_battery",
+    "voltage_sag",
+    "signal_collapse",
+    "temperature_zscore",
+)
+# Daily statistics of each value: (column suffix, what it is).
+DAILY_STATISTICS: tuple[tuple[str, str], ...] = (
+    ("min", "minimum"),
+    ("max", "maximum"),
+    ("mean", "mean"),
+    ("p05", "5th percentile (linear)"),
+    ("p50", "median (linear)"),
+    ("p95", "95th percentile (linear)"),
+)
+DEFAULT_WINDOW_LABELS: tuple[str, ...] = ("1h", "24h")
+_TS = pl.Datetime("us", "UTC")
+_VALUE_TEXT: Mapping[str, str] = {
+    "battery_pct": "battery charge in %",
+    "battery_voltage_v": "cell voltage in V (NULL where only V1 agents reported)",
+    "temperature_c": "device temperature in °C",
+    "signal_dbm": "signal strength in dBm",
+}
+
+
+def _schema(name: str, columns: Mapping[str, tuple[pa.Column, str]], checks=None):
+    """A strict contract whose every column carries its description."""
+    return pa.DataFrameSchema(
+        {
+            col: pa.Column(**{**column.properties, "description": text})
+            for col, (column, text) in columns.items()
+        },
+        strict=True,
+        name=name,
+        checks=checks or [],
+    )
+
+
+def _key_columns() -> dict[str, tuple[pa.Column, str]]:
+    return {
+        "region": (pa.Column(pl.String, pa.Check.isin(list(REGIONS))), "Deployment region."),
+        "device_id": (
+            pa.Column(pl.String, pa.Check.str_matches(DEVICE_ID_PATTERN)),
+            "Device identifier (unique within its region).",
+        ),
+    }
+
+
+def _value(column: str, nullable: bool = True) -> pa.Column:
+    return pa.Column(pl.Float64, pa.Check.in_range(**_in_bounds(column)), nullable=nullable)
+
+
+def _one_state(data: pa.PolarsData) -> pl.LazyFrame:
+    """Every slot is exactly one of measured, interpolated or outage."""
+    flags = ["is_measured", "is_interpolated", "is_outage"]
+    return data.lazyframe.select(pl.sum_horizontal(*flags) == 1)
+
+
+def _outage_has_no_values(data: pa.PolarsData) -> pl.LazyFrame:
+    """An outage slot carries no value; a measured slot has at least one reading."""
+    return data.lazyframe.select(
+        (~pl.col("is_outage") | pl.col("battery_pct").is_null())
+        & (pl.col("is_measured") == (pl.col("readings_in_slot") > 0))
+    )
+
+
+def device_timeseries_schema(
+    window_labels: tuple[str, ...] = DEFAULT_WINDOW_LABELS,
+) -> pa.DataFrameSchema:
+    """Contract of `device_timeseries` for the configured rolling windows."""
+    columns: dict[str, tuple[pa.Column, str]] = {
+        **_key_columns(),
+        "event_date": (pa.Column(pl.Date), "UTC date of the slot: the date partition."),
+        "slot_ts": (pa.Column(_TS), "Start of the grid slot [slot_ts, slot_ts + interval), UTC."),
+        "readings_in_slot": (pa.Column(pl.Int64, pa.Check.ge(0)), "Real readings in the slot."),
+        "is_measured": (pa.Column(pl.Boolean), "The slot's values are means of real readings."),
+        "is_interpolated": (
+            pa.Column(pl.Boolean),
+            "No reading in the slot; values interpolated linearly (by time) between the real "
+            "readings around it, which are at most max_interpolation_gap apart.",
+        ),
+        "is_outage": (
+            pa.Column(pl.Boolean),
+            "No reading in the slot and the gap around it is longer than "
+            "max_interpolation_gap (or open): values NULL, never bridged.",
+        ),
+        "gap_start_ts": (
+            pa.Column(_TS, nullable=True),
+            "For an empty slot: the last real reading before it (NULL if none, or measured).",
+        ),
+        "gap_end_ts": (
+            pa.Column(_TS, nullable=True),
+            "For an empty slot: the first real reading after it (NULL if none, or measured).",
+        ),
+        "gap_minutes": (
+            pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+            "gap_end_ts - gap_start_ts in minutes (the gap the slot lies in).",
+        ),
+        "battery_pct": (_value("battery_pct"), "Battery charge in % (slot mean or interpolated)."),
+        "battery_voltage_v": (
+            _value("battery_voltage_v"),
+            "Cell voltage in V; interpolated between the nearest readings that carry it, NULL "
+            "where only V1 agents (which do not send it) reported.",
+        ),
+        "temperature_c": (_value("temperature_c"), "Device temperature in °C."),
+        "temperature_f": (
+            pa.Column(pl.Float64, nullable=True),
+            "Device temperature in °F (from temperature_c).",
+        ),
+        "signal_dbm": (_value("signal_dbm"), "Signal strength in dBm (Float64: interpolated)."),
+    }
+    for label in window_labels:
+        columns[f"readings_{label}"] = (
+            pa.Column(pl.Int64, pa.Check.ge(0)),
+            f"Real readings in the trailing {label} window [slot end - {label}, slot end).",
+        )
+        for value in TIMESERIES_VALUES:
+            columns[f"{value}_mean_{label}"] = (
+                pa.Column(pl.Float64, nullable=True),
+                f"Mean {_VALUE_TEXT[value]} over the real readings of the trailing {label}.",
+            )
+        columns[f"battery_drain_pct_per_h_{label}"] = (
+            pa.Column(pl.Float64, nullable=True),
+            f"Battery drain in % per hour over the trailing {label}: minus the least-squares "
+            "slope of battery_pct over time (positive = draining; NULL under 2 readings).",
+        )
+    return _schema(
+        "DeviceTimeseries",
+        columns,
+        checks=[
+            pa.Check(_one_state, name="one_state", error="exactly one of the three flags"),
+            pa.Check(_outage_has_no_values, name="flags_match_values"),
+        ],
+    )
+
+
+def telemetry_anomaly_schema() -> pa.DataFrameSchema:
+    episode = "within the partition's day"
+    return _schema(
+        "TelemetryAnomaly",
+        {
+            **_key_columns(),
+            "event_date": (pa.Column(pl.Date), "UTC date of the partition."),
+            "rule": (pa.Column(pl.String, pa.Check.isin(list(ANOMALY_RULES))), "Rule broken."),
+            "thresholds": (
+                pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+                "The rule's condition with the thresholds in force, as text.",
+            ),
+            "episode_start_ts": (pa.Column(_TS), f"First reading of the episode {episode}."),
+            "episode_end_ts": (pa.Column(_TS), f"Last reading of the episode {episode}."),
+            "duration_minutes": (
+                pa.Column(pl.Float64, pa.Check.ge(0)),
+                "episode_end_ts - episode_start_ts in minutes.",
+            ),
+            "readings": (pa.Column(pl.Int64, pa.Check.ge(1)), "Readings breaking the rule."),
+            "started_before_day": (
+                pa.Column(pl.Boolean),
+                "The episode began on the previous day (its earlier part is there).",
+            ),
+            "continues_after_day": (
+                pa.Column(pl.Boolean),
+                "The next reading (next day) still breaks the rule: the episode goes on.",
+            ),
+            "peak_temperature_c": (_value("temperature_c"), "Highest °C of the episode."),
+            "min_battery_pct": (_value("battery_pct"), "Lowest battery % of the episode."),
+            "min_battery_voltage_v": (_value("battery_voltage_v"), "Lowest cell voltage (V)."),
+            "min_signal_dbm": (_value("signal_dbm"), "Weakest signal (dBm) of the episode."),
+            "peak_abs_temperature_zscore": (
+                pa.Column(pl.Float64, nullable=True),
+                "Largest |temperature z-score| of the episode (NULL: too few readings).",
+            ),
+        },
+    )
+
+
+def _value_statistics() -> dict[str, tuple[pa.Column, str]]:
+    return {
+        f"{value}_{suffix}": (
+            pa.Column(pl.Float64, nullable=True),
+            f"{what.capitalize()} of {_VALUE_TEXT[value]} over the day's real readings.",
+        )
+        for value in TIMESERIES_VALUES
+        for suffix, what in DAILY_STATISTICS
+    }
+
+
+def _coverage_columns() -> dict[str, tuple[pa.Column, str]]:
+    share = pa.Check.in_range(0, 1)
+    return {
+        "readings_received": (pa.Column(pl.Int64, pa.Check.ge(0)), "Real readings that day."),
+        "readings_expected": (
+            pa.Column(pl.Int64, pa.Check.ge(0)),
+            "Readings a full day would have: one per grid slot.",
+        ),
+        "slots": (pa.Column(pl.Int64, pa.Check.ge(0)), "Grid slots of the day."),
+        "slots_measured": (pa.Column(pl.Int64, pa.Check.ge(0)), "Slots with a real reading."),
+        "slots_interpolated": (pa.Column(pl.Int64, pa.Check.ge(0)), "Slots interpolated."),
+        "slots_outage": (pa.Column(pl.Int64, pa.Check.ge(0)), "Slots in an outage (NULL)."),
+        "coverage": (pa.Column(pl.Float64, share), "slots_measured / slots (0-1)."),
+        "interpolated_share": (pa.Column(pl.Float64, share), "slots_interpolated / slots (0-1)."),
+        "outage_share": (pa.Column(pl.Float64, share), "slots_outage / slots (0-1)."),
+    }
+
+
+def daily_device_stats_schema() -> pa.DataFrameSchema:
+    return _schema(
+        "DailyDeviceStats",
+        {
+            **_key_columns(),
+            "event_date": (pa.Column(pl.Date), "UTC day."),
+            **_coverage_columns(),
+            "anomaly_episodes": (
+                pa.Column(pl.Int64, pa.Check.ge(0)),
+                "Anomaly episodes (parts within the day) of the device, all rules.",
+            ),
+            **_value_statistics(),
+        },
+    )
+
+
+def daily_region_stats_schema() -> pa.DataFrameSchema:
+    return _schema(
+        "DailyRegionStats",
+        {
+            "region": (pa.Column(pl.String, pa.Check.isin(list(REGIONS))), "Deployment region."),
+            "event_date": (pa.Column(pl.Date), "UTC day."),
+            "devices": (pa.Column(pl.Int64, pa.Check.ge(1)), "Devices with a reading that day."),
+            **_coverage_columns(),
+            "anomaly_episodes": (pa.Column(pl.Int64, pa.Check.ge(0)), "Episodes, all rules."),
+            "devices_with_anomaly": (
+                pa.Column(pl.Int64, pa.Check.ge(0)),
+                "Devices with at least one anomaly episode that day.",
+            ),
+            **{
+                f"episodes_{rule}": (pa.Column(pl.Int64, pa.Check.ge(0)), f"Episodes of {rule}.")
+                for rule in ANOMALY_RULES
+            },
+            "anomaly_rate": (
+                pa.Column(pl.Float64, pa.Check.in_range(0, 1)),
+                "devices_with_anomaly / devices (0-1); above max_anomaly_rate raises an alert.",
+            ),
+            "max_anomaly_rate": (
+                pa.Column(pl.Float64, pa.Check.in_range(0, 1)),
+                "Setting: the alert limit of anomaly_rate in force.",
+            ),
+            **_value_statistics(),
+        },
+    )
+
+
+def dim_device_schema() -> pa.DataFrameSchema:
+    return _schema(
+        "DimDevice",
+        {
+            "device_key": (
+                pa.Column(pl.Int64, pa.Check.ge(1), unique=True),
+                "Surrogate key of the device version (rebuilt with the table).",
+            ),
+            **_key_columns(),
+            "model": (pa.Column(pl.String, pa.Check.isin(list(MODELS))), "Device model."),
+            "site": (pa.Column(pl.String, nullable=True), "Installation site (V2 agents)."),
+            "hardware_rev": (pa.Column(pl.String, nullable=True), "Board revision (V2 agents)."),
+            "firmware_version": (
+                pa.Column(pl.String, pa.Check.str_matches(FIRMWARE_PATTERN)),
+                "Firmware the device runs: firmware_to once its update succeeded, else "
+                "firmware_from.",
+            ),
+            "valid_from": (pa.Column(_TS), "The version is valid from this time (inclusive)."),
+            "valid_to": (
+                pa.Column(_TS, nullable=True),
+                "... to this time (exclusive): the next version's valid_from; NULL = current.",
+            ),
+            "is_current": (pa.Column(pl.Boolean), "The device's current version (valid_to NULL)."),
+        },
+    )
+
+
+def dim_date_schema() -> pa.DataFrameSchema:
+    return _schema(
+        "DimDate",
+        {
+            "date_key": (
+                pa.Column(pl.Int32, pa.Check.ge(19700101), unique=True),
+                "YYYYMMDD of the UTC day.",
+            ),
+            "date": (pa.Column(pl.Date, unique=True), "The UTC day."),
+            "year": (pa.Column(pl.Int32), "Calendar year."),
+            "month": (pa.Column(pl.Int8, pa.Check.in_range(1, 12)), "Month (1-12)."),
+            "day": (pa.Column(pl.Int8, pa.Check.in_range(1, 31)), "Day of the month."),
+            "iso_week": (pa.Column(pl.Int8, pa.Check.in_range(1, 53)), "ISO 8601 week."),
+            "iso_weekday": (pa.Column(pl.Int8, pa.Check.in_range(1, 7)), "1 = Monday ... 7."),
+            "is_weekend": (pa.Column(pl.Boolean), "Saturday or Sunday."),
+        },
+    )
+
+
+def fact_telemetry_schema() -> pa.DataFrameSchema:
+    return _schema(
+        "FactTelemetry",
+        {
+            "record_id": (
+                pa.Column(pl.Int64, pa.Check.ge(0), unique=True),
+                "The reading's telemetry_events record_id.",
+            ),
+            "device_key": (
+                pa.Column(pl.Int64, pa.Check.ge(1)),
+                "dim_device version in force at ts.",
+            ),
+            "date_key": (pa.Column(pl.Int32), "dim_date key of the UTC day of ts."),
+            **_key_columns(),
+            "ts": (pa.Column(_TS), "When the device took the reading (UTC)."),
+            "valid_until": (
+                pa.Column(_TS, nullable=True),
+                "Time of the device's next reading (the state holds until then); NULL for its "
+                "last reading.",
+            ),
+            "update_status": (
+                pa.Column(pl.String, pa.Check.isin(list(UPDATE_STATUSES))),
+                "Update status reported.",
+            ),
+            "battery_pct": (_value("battery_pct", nullable=False), "Battery charge in %."),
+            "battery_voltage_v": (_value("battery_voltage_v"), "Cell voltage in V (V2 agents)."),
+            "temperature_c": (_value("temperature_c", nullable=False), "Temperature in °C."),
+            "temperature_f": (pa.Column(pl.Float64), "Temperature in °F."),
+            "signal_dbm": (_value("signal_dbm", nullable=False), "Signal strength in dBm."),
+        },
+    )
+
+
+TIMESERIES_CONTRACTS: Mapping[str, pa.DataFrameSchema] = {
+    "device_timeseries": device_timeseries_schema(),
+    "telemetry_anomalies": telemetry_anomaly_schema(),
+    "daily_device_stats": daily_device_stats_schema(),
+    "daily_region_stats": daily_region_stats_schema(),
+    "dim_device": dim_device_schema(),
+    "dim_date": dim_date_schema(),
+    "fact_telemetry": fact_telemetry_schema(),
+}
+
 # Every asset's contract, by asset name: what its checks and its catalog columns come from.
 ASSET_CONTRACTS: Mapping[str, pa.DataFrameSchema] = {
     "raw_fleet": FLEET_SCHEMA,
@@ -892,4 +1241,5 @@ ASSET_CONTRACTS: Mapping[str, pa.DataFrameSchema] = {
     "status_before_after": StatusCount.to_schema(),
     "telemetry_events": TELEMETRY_EVENT_SCHEMA,
     "dead_letters": DEAD_LETTER_SCHEMA,
+    **TIMESERIES_CONTRACTS,
 }

@@ -29,6 +29,8 @@ from sentinel_assets.contracts import (
     RecoveryDecision,
 )
 
+# The recent trend `decide_recovery` may be given: the 24 h drain of `device_timeseries`.
+DRAIN_COLUMN = "battery_drain_pct_per_h"
 DECISION_COLUMNS: tuple[str, ...] = tuple(RecoveryDecision.to_schema().columns)
 CAMPAIGN_COLUMNS: tuple[str, ...] = tuple(CampaignStatus.to_schema().columns)
 
@@ -145,6 +147,15 @@ class RecoveryPolicy(BaseModel):
         "failure cannot stop it).",
     )
 
+    # Only when a time series exists (`decide_recovery(trend=...)`); without one nothing changes.
+    max_battery_drain_pct_per_h: float = Field(
+        default=5.0,
+        gt=0,
+        le=100,
+        description="A device whose battery fell faster than this (% per hour, least-squares "
+        "over the last 24 h of readings) is deferred even above the battery guards.",
+    )
+
     @model_validator(mode="after")
     def _backoff_cap_not_below_first_wait(self) -> Self:
         if self.retry_backoff_max_minutes < self.retry_backoff_minutes:
@@ -216,6 +227,12 @@ def _guards(p: RecoveryPolicy, as_of: datetime) -> list[Guard]:
     partial, failed = status == "partial", status == "failed"
     on_trial = pl.col("commit_state") == "trial_boot"
     hours_silent = (pl.lit(as_of) - pl.col("last_seen_at")).dt.total_minutes() / 60
+    draining = pl.col(DRAIN_COLUMN) > p.max_battery_drain_pct_per_h
+    draining_reason = _fmt(
+        "battery draining {} %/h (limit {} %/h): charge first",
+        pl.col(DRAIN_COLUMN).round(1),
+        _num(p.max_battery_drain_pct_per_h),
+    )
     halt = _fmt(
         "campaign halted in {}: {} of {} attempted updates failed ({} % >= {} %)",
         "region",
@@ -259,6 +276,12 @@ def _guards(p: RecoveryPolicy, as_of: datetime) -> list[Guard]:
                 _num(p.min_rollback_battery_pct),
                 _num(p.min_rollback_voltage_v),
             ),
+        ),
+        Guard(
+            partial & draining,
+            "defer",
+            "battery_draining",
+            draining_reason,
         ),
         Guard(
             partial & (pl.col("temperature_c") > p.max_rollback_temperature_c),
@@ -311,6 +334,7 @@ def _guards(p: RecoveryPolicy, as_of: datetime) -> list[Guard]:
         ),
         # Aborting a job stops new attempts everywhere in the region, retries included.
         Guard(failed & pl.col("halted"), "hold", "campaign_halted", halt + pl.lit(": retry held")),
+        Guard(failed & draining, "defer", "battery_draining", draining_reason),
         Guard(
             failed & (battery < p.min_retry_battery_pct),
             "defer",
@@ -351,12 +375,20 @@ def decide_recovery(
     *,
     as_of: datetime,
     campaign: pl.DataFrame | None = None,
+    trend: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One decision per device that is not healthy: success needs nothing, and pending is
     held only when its region's campaign is halted. `campaign` is the regions' health
-    (`campaign_health`), computed from the fleet when not given."""
+    (`campaign_health`), computed from the fleet when not given. `trend` (optional: region,
+    device_id, battery_drain_pct_per_h) defers devices draining faster than the policy's
+    limit; without it, or for a device it does not list, the static guards alone decide."""
     if campaign is None:
         campaign = campaign_health(fleet, policy)
+    if trend is None:
+        fleet = fleet.with_columns(pl.lit(None, pl.Float64).alias(DRAIN_COLUMN))
+    else:
+        drain = trend.select("region", "device_id", pl.col(DRAIN_COLUMN).cast(pl.Float64))
+        fleet = fleet.join(drain, on=["region", "device_id"], how="left")
     guards = _guards(policy, as_of)
     status = pl.col("update_status")
     unhealthy = status.is_in(UNHEALTHY_STATUSES) | ((status == "pending") & pl.col("halted"))

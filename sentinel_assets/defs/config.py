@@ -18,6 +18,7 @@ from sentinel_assets.contracts import region as region_row
 from sentinel_assets.generate import FleetProfile
 from sentinel_assets.quality import QualityGates
 from sentinel_assets.recovery import DEFAULT_AS_OF, RecoveryPolicy, parse_as_of
+from sentinel_assets.timeseries.settings import TimeseriesSettings
 
 
 def env_int(name: str, default: int) -> int:
@@ -74,3 +75,8 @@ class GateSettings(dg.Config, QualityGates):
 def region_seed(seed: int, region: str) -> list[int]:
     """A per-region seed, so shards are independent yet reproducible."""
     return [seed, region_row(region).number]
+
+
+class TimeseriesConfig(dg.Config, TimeseriesSettings):
+    """Telemetry over time (`timeseries.settings.TimeseriesSettings`): grid interval,
+    interpolation limit, rolling windows, anomaly thresholds and the anomaly alert rate."""

@@ -1,0 +1,337 @@
+"""The time-series domain as a specification: the grid, interpolation at its limits, rolling
+windows, anomaly episodes, the SCD2 star schema and the rules the checks report."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentinel_assets.contracts import ASSET_CONTRACTS
+from sentinel_assets.timeseries import star, verify
+from sentinel_assets.timeseries.day import build_day
+from sentinel_assets.timeseries.readings import READING_DTYPES, clean_readings
+from sentinel_assets.timeseries.settings import TimeseriesSettings
+from sentinel_assets.validation import check_contract
+
+DAY = date(2026, 10, 31)
+MIDNIGHT = datetime(2026, 10, 31, tzinfo=UTC)
+SETTINGS = TimeseriesSettings()
+DEVICE = "SN-USE-00000001"
+
+
+def readings(minutes: list[float], battery: list[float] | None = None, **columns) -> pl.DataFrame:
+    """Readings of one device at `minutes` after the day's midnight (negative: the day before)."""
+    n = len(minutes)
+    frame = {
+        "record_id": list(range(n)),
+        "region": "us-east",
+        "device_id": DEVICE,
+        "ts": [MIDNIGHT + timedelta(minutes=m) for m in minutes],
+        "battery_pct": battery if battery is not None else [80.0 - i for i in range(n)],
+        "battery_voltage_v": [3.9] * n,
+        "temperature_c": [20.0 + i for i in range(n)],
+        "signal_dbm": [-80.0] * n,
+        "update_status": "pending",
+        "model": "gw-100",
+        "site": "Springfield",
+        "hardware_rev": "rev-a",
+        "firmware_version": "4.1.0",
+    }
+    frame.update(columns)
+    return pl.DataFrame(frame, schema_overrides=READING_DTYPES).select(list(READING_DTYPES))
+
+
+def slot(series: pl.DataFrame, minute: int) -> dict:
+    [row] = series.filter(pl.col("slot_ts") == MIDNIGHT + timedelta(minutes=minute)).to_dicts()
+    return row
+
+
+def day(frame: pl.DataFrame, s: TimeseriesSettings = SETTINGS):
+    return build_day(frame.lazy(), DAY, s)
+
+
+# --- the grid and interpolation at its limits --------------------------------------------
+
+
+def test_a_gap_exactly_at_the_limit_is_bridged_and_one_minute_over_is_an_outage():
+    at_limit = day(readings([0, 60], battery=[80.0, 60.0])).timeseries
+    row = slot(at_limit, 30)
+    assert row["is_interpolated"] and row["battery_pct"] == pytest.approx(70.0)
+    assert row["gap_minutes"] == 60
+    over = day(readings([0, 61], battery=[80.0, 60.0])).timeseries
+    row = slot(over, 30)
+    assert row["is_outage"] and not row["is_interpolated"] and row["battery_pct"] is None
+    assert row["gap_minutes"] == 61
+
+
+def test_a_device_with_one_reading_has_one_measured_slot_and_the_rest_outage():
+    series = day(readings([100])).timeseries
+    assert series.height == SETTINGS.slots_per_day
+    assert series["is_measured"].sum() == 1 and series["is_interpolated"].sum() == 0
+    assert slot(series, 90)["is_measured"] and slot(series, 90)["battery_pct"] == 80.0
+    row = slot(series, 105)
+    assert row["readings_1h"] == 1 and row["battery_drain_pct_per_h_1h"] is None
+
+
+def test_readings_out_of_order_give_the_same_series_as_sorted_ones():
+    frame = readings([0, 20, 50, 70, 200])
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    assert day(shuffled).timeseries.equals(day(frame).timeseries)
+
+
+def test_duplicate_timestamps_keep_the_latest_ingested_reading():
+    ts = [MIDNIGHT + timedelta(minutes=m) for m in (0, 0, 30)]
+    events = pl.DataFrame(
+        {
+            "record_id": [1, 2, 3],
+            "region": "us-east",
+            "device_id": DEVICE,
+            "ts": ts,
+            "ingested_at": [MIDNIGHT, MIDNIGHT + timedelta(hours=1), MIDNIGHT],
+            "battery_pct": [10.0, 90.0, 50.0],
+            "battery_voltage_v": None,
+            "temperature_c": 20.0,
+            "signal_dbm": -80,
+            "update_status": "pending",
+            "model": "gw-100",
+            "site": None,
+            "hardware_rev": None,
+            "firmware_from": "4.1.0",
+            "firmware_to": "4.2.0",
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC"), "ingested_at": pl.Datetime("us", "UTC")},
+    )
+    clean = clean_readings(events.lazy()).collect()
+    assert clean["battery_pct"].to_list() == [90.0, 50.0]
+    assert slot(day(clean).timeseries, 0)["battery_pct"] == 90.0
+
+
+def test_times_are_utc_whatever_offset_they_arrived_with():
+    frame = readings([0, 30])
+    shifted = frame.with_columns(pl.col("ts").dt.convert_time_zone("America/New_York"))
+    events = shifted.with_columns(
+        ingested_at=pl.col("ts"), firmware_from=pl.lit("4.1.0"), firmware_to=pl.lit("4.2.0")
+    )
+    clean = clean_readings(events.lazy()).collect()
+    assert clean["ts"].dtype == pl.Datetime("us", "UTC")
+    assert clean["ts"].to_list() == frame["ts"].to_list()
+
+
+def test_interpolation_never_crosses_devices_or_regions():
+    a = readings([0])
+    b = readings([50], device_id="SN-USE-00000002")
+    c = readings([50], region="us-west", device_id=DEVICE)
+    series = day(pl.concat([a, b, c])).timeseries
+    for keys, part in series.group_by("region", "device_id"):
+        assert part["is_interpolated"].sum() == 0, keys
+
+
+def test_the_previous_days_reading_bridges_midnight_and_the_result_ignores_how_it_was_split():
+    frame = readings([-20, 25], battery=[90.0, 80.0])
+    row = slot(day(frame).timeseries, 0)
+    assert row["is_interpolated"] and row["battery_pct"] == pytest.approx(90 - 10 * 20 / 45)
+    # Without the previous day the first slot is an outage: the adjacent partition matters.
+    assert slot(day(frame.filter(pl.col("ts") >= MIDNIGHT)).timeseries, 0)["is_outage"]
+
+
+def test_a_slot_with_several_readings_is_their_mean():
+    row = slot(day(readings([1, 5, 10], battery=[30.0, 40.0, 50.0])).timeseries, 0)
+    assert row["is_measured"] and row["readings_in_slot"] == 3 and row["battery_pct"] == 40.0
+
+
+def test_voltage_missing_from_v1_readings_is_interpolated_from_its_own_neighbours():
+    frame = readings([0, 20, 60], battery_voltage_v=[3.6, None, 3.8])
+    series = day(frame).timeseries
+    assert slot(series, 15)["battery_voltage_v"] is None  # measured slot, V1 reading only
+    assert slot(series, 30)["battery_voltage_v"] == pytest.approx(3.6 + 0.2 * 30 / 60)
+
+
+@st.composite
+def series_with_gaps(draw):
+    """A real-looking day: readings every few minutes with jitter and a few long silences."""
+    steps = draw(st.lists(st.floats(1, 40), min_size=2, max_size=60))
+    silences = draw(st.lists(st.integers(0, len(steps) - 1), max_size=3))
+    minutes = np.cumsum([s + (120 if i in silences else 0) for i, s in enumerate(steps)])
+    minutes = [round(float(m), 3) for m in minutes - 30 if m - 30 < 1440]
+    battery = draw(st.lists(st.floats(0, 100), min_size=len(minutes), max_size=len(minutes)))
+    return minutes, battery
+
+
+@settings(max_examples=40, deadline=None)
+@given(series_with_gaps())
+def test_interpolated_values_equal_numpy_interp_and_outages_are_exactly_the_long_gaps(data):
+    minutes, battery = data
+    frame = readings(minutes, battery=battery)
+    series = day(frame).timeseries
+    t = np.array(minutes)
+    empty = series.filter(~pl.col("is_measured"))
+    at = ((empty["slot_ts"] - MIDNIGHT).dt.total_microseconds() / 6e7).to_numpy()
+    expected = np.interp(at, t, np.array(battery))
+    index = np.searchsorted(t, at)
+    inside = (index > 0) & (index < len(t))
+    gap = np.where(inside, t[np.minimum(index, len(t) - 1)] - t[np.maximum(index - 1, 0)], np.inf)
+    bridged = inside & (gap <= SETTINGS.max_interpolation_gap_minutes + 1e-9)
+    assert empty["is_interpolated"].to_list() == bridged.tolist()
+    got = empty["battery_pct"].to_numpy()
+    np.testing.assert_allclose(got[bridged], expected[bridged], rtol=1e-9, atol=1e-9)
+    assert empty.filter(pl.col("is_outage"))["battery_pct"].null_count() == (~bridged).sum()
+    assert verify.no_interpolation_across_long_gaps(series, frame, SETTINGS).passed
+    assert verify.interpolated_between_neighbours(series, frame).passed
+    assert check_contract(series, ASSET_CONTRACTS["device_timeseries"]).passed
+
+
+# --- rolling features ---------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(series_with_gaps())
+def test_rolling_means_and_the_drain_slope_match_a_direct_computation(data):
+    minutes, battery = data
+    series = day(readings(minutes, battery=battery)).timeseries
+    t, y = np.array(minutes), np.array(battery)
+    for row in series.sample(n=min(10, series.height), seed=1).iter_rows(named=True):
+        end = (row["slot_ts"] - MIDNIGHT).total_seconds() / 60 + SETTINGS.interval_minutes
+        inside = (t >= end - 60) & (t < end)
+        assert row["readings_1h"] == inside.sum()
+        if inside.sum() == 0:
+            assert row["battery_pct_mean_1h"] is None
+            continue
+        assert row["battery_pct_mean_1h"] == pytest.approx(y[inside].mean(), rel=1e-9, abs=1e-9)
+        if inside.sum() >= 2:
+            slope = np.polyfit(t[inside] / 60, y[inside], 1)[0]
+            assert row["battery_drain_pct_per_h_1h"] == pytest.approx(-slope, rel=1e-6, abs=1e-6)
+
+
+def test_a_battery_falling_five_points_an_hour_drains_five_percent_per_hour():
+    minutes = list(range(0, 1440, 10))
+    series = day(readings(minutes, battery=[100 - 5 * m / 60 for m in minutes])).timeseries
+    assert slot(series, 720)["battery_drain_pct_per_h_24h"] == pytest.approx(5.0)
+    assert slot(series, 720)["battery_drain_pct_per_h_1h"] == pytest.approx(5.0)
+
+
+# --- anomaly episodes ---------------------------------------------------------------------
+
+
+def test_hot_and_low_battery_readings_form_one_episode_that_a_long_silence_splits():
+    minutes = [0, 10, 20, 30, 200, 210, 220]
+    temps = [50.0, 50.0, 50.0, 20.0, 50.0, 50.0, 50.0]
+    battery = [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0]
+    frame = readings(minutes, battery=battery, temperature_c=temps)
+    hot = day(frame).anomalies.filter(pl.col("rule") == "hot_low_battery")
+    assert hot["readings"].to_list() == [3, 3]
+    assert hot["peak_temperature_c"].to_list() == [50.0, 50.0]
+    assert hot["thresholds"][0] == "temperature_c > 45 and battery_pct < 20"
+    silent = readings([0, 10, 100, 110], battery=[10.0] * 4, temperature_c=[50.0] * 4)
+    assert day(silent).anomalies.filter(pl.col("rule") == "hot_low_battery").height == 2
+
+
+def test_an_episode_across_midnight_is_cut_at_the_day_and_says_so():
+    frame = readings([-20, -10, 0, 10, 30], battery=[10.0] * 5, temperature_c=[50.0] * 4 + [20.0])
+    [episode] = day(frame).anomalies.filter(pl.col("rule") == "hot_low_battery").to_dicts()
+    assert episode["started_before_day"] and not episode["continues_after_day"]
+    assert episode["readings"] == 2 and episode["episode_start_ts"] == MIDNIGHT
+
+
+def test_a_temperature_spike_is_a_zscore_anomaly_and_steady_readings_are_not():
+    minutes = list(range(0, 600, 15))
+    temps = [20.0 + 0.1 * (i % 3) for i in range(len(minutes))]
+    assert day(readings(minutes, temperature_c=temps)).anomalies.height == 0
+    temps[30] = 40.0
+    rules = day(readings(minutes, temperature_c=temps)).anomalies["rule"].to_list()
+    assert rules == ["temperature_zscore"]
+
+
+def test_anomaly_thresholds_come_from_the_settings():
+    frame = readings([0, 10], battery=[30.0, 30.0], temperature_c=[40.0, 40.0])
+    assert day(frame).anomalies.height == 0
+    strict = TimeseriesSettings(hot_temperature_c=35, low_battery_pct=35)
+    assert day(frame, strict).anomalies["rule"].to_list() == ["hot_low_battery"]
+
+
+def test_settings_refuse_an_interval_that_does_not_divide_a_day():
+    with pytest.raises(ValueError, match="must divide a day"):
+        TimeseriesSettings(interval_minutes=7)
+
+
+# --- daily statistics ---------------------------------------------------------------------
+
+
+def test_daily_stats_count_coverage_and_interpolated_share_of_the_grid():
+    result = day(readings([0, 30, 60]))
+    [stats] = result.device_stats.to_dicts()
+    assert stats["readings_received"] == 3 and stats["readings_expected"] == 96
+    assert stats["slots_measured"] == 3 and stats["slots_interpolated"] == 2
+    assert stats["coverage"] == pytest.approx(3 / 96)
+    assert stats["battery_pct_max"] == 80.0 and stats["battery_pct_p50"] == 79.0
+    [region] = result.region_stats.to_dicts()
+    assert region["devices"] == 1 and region["anomaly_rate"] == 0.0
+    for name, frame in (("daily_device_stats", result.device_stats),
+                        ("daily_region_stats", result.region_stats),
+                        ("telemetry_anomalies", result.anomalies)):  # fmt: skip
+        assert check_contract(frame, ASSET_CONTRACTS[name]).passed, name
+
+
+def test_the_anomaly_rate_rule_fails_above_the_limit_only():
+    frame = readings([0, 10], battery=[10.0, 10.0], temperature_c=[50.0, 50.0])
+    assert not verify.anomaly_rate_within_limit(day(frame).region_stats).passed
+    lenient = TimeseriesSettings(max_anomaly_rate=1.0)
+    assert verify.anomaly_rate_within_limit(day(frame, lenient).region_stats).passed
+
+
+# --- the star schema ----------------------------------------------------------------------
+
+
+def test_a_firmware_change_in_the_middle_of_a_day_opens_a_new_scd2_version():
+    frame = readings([0, 360, 720, 1080], firmware_version=["4.1.0", "4.1.0", "4.2.0", "4.2.0"])
+    devices = star.dim_device(frame.lazy()).collect()
+    assert devices["firmware_version"].to_list() == ["4.1.0", "4.2.0"]
+    assert devices["valid_from"].to_list() == [MIDNIGHT, MIDNIGHT + timedelta(hours=12)]
+    assert devices["valid_to"].to_list() == [MIDNIGHT + timedelta(hours=12), None]
+    assert devices["is_current"].to_list() == [False, True]
+    assert verify.scd2_windows_contiguous(devices).passed
+    facts = star.fact_telemetry(frame.lazy(), devices.lazy()).collect()
+    assert facts["device_key"].to_list() == [1, 1, 2, 2]
+    assert facts["valid_until"].to_list() == [*frame["ts"][1:], None]
+    assert verify.valid_until_is_next_reading(facts).passed
+    for name, table in (("dim_device", devices), ("fact_telemetry", facts),
+                        ("dim_date", star.dim_date(frame.lazy()).collect())):  # fmt: skip
+        assert check_contract(table, ASSET_CONTRACTS[name]).passed, name
+
+
+def test_overlapping_or_holed_scd2_windows_and_a_wrong_valid_until_are_caught():
+    frame = readings([0, 360, 720], firmware_version=["4.1.0", "4.2.0", "4.3.0"])
+    devices = star.dim_device(frame.lazy()).collect()
+    holed = devices.with_columns(
+        pl.when(pl.col("device_key") == 1)
+        .then(pl.col("valid_to") - timedelta(minutes=1))
+        .otherwise(pl.col("valid_to"))
+        .alias("valid_to")
+    )
+    assert not verify.scd2_windows_contiguous(holed).passed
+    overlapping = devices.with_columns(pl.lit(False).alias("is_current"))
+    assert not verify.scd2_windows_contiguous(overlapping).passed
+    facts = star.fact_telemetry(frame.lazy(), devices.lazy()).collect()
+    wrong = facts.with_columns(pl.col("valid_until").fill_null(MIDNIGHT))
+    assert not verify.valid_until_is_next_reading(wrong).passed
+
+
+def test_an_interpolation_across_a_long_gap_is_caught():
+    frame = readings([0, 120], battery=[80.0, 40.0])
+    series = day(frame).timeseries
+    forged = series.with_columns(
+        pl.when(pl.col("slot_ts") == MIDNIGHT + timedelta(minutes=60))
+        .then(True)
+        .otherwise(pl.col("is_interpolated"))
+        .alias("is_interpolated"),
+        pl.when(pl.col("slot_ts") == MIDNIGHT + timedelta(minutes=60))
+        .then(200.0)
+        .otherwise(pl.col("battery_pct"))
+        .alias("battery_pct"),
+    )
+    assert not verify.no_interpolation_across_long_gaps(forged, frame, SETTINGS).passed
+    assert not verify.interpolated_between_neighbours(forged, frame).passed

@@ -1,0 +1,111 @@
+"""Through Dagster: the time-series assets of a small simulated day, their checks, the
+catalog views (star schema included) and what the UI shows."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from sentinel_assets import reports, warehouse
+from sentinel_assets.definitions import defs
+from sentinel_assets.defs.resources import build_resources
+from sentinel_assets.paths import CATALOG_FILE
+from sentinel_assets.telemetry import lake
+from sentinel_assets.telemetry.ingest import ingest_file
+from sentinel_assets.telemetry.simulate import SimulationPlan, simulate
+
+pytestmark = pytest.mark.slow
+DAY, REGION = "2026-10-31", "us-east"
+TIMESERIES_QUERIES = "timeseries_queries.sql"
+
+
+@pytest.fixture
+def simulated_lake(sentinel_home):
+    plan = SimulationPlan(days=2, devices_per_region=40, readings_per_day=48, regions=(REGION,))
+    for path in simulate(sentinel_home / "landing", plan):
+        ingest_file(path, sentinel_home / "lake")
+    return sentinel_home
+
+
+def test_a_simulated_day_materializes_with_every_check_passing(simulated_lake, instance):
+    home = simulated_lake
+    resources = build_resources(home)
+    day = (
+        defs()
+        .resolve_job_def("telemetry_timeseries")
+        .execute_in_process(
+            partition_key=lake.partition_key(DAY, REGION),
+            instance=instance,
+            resources=resources,
+        )
+    )
+    assert day.success
+    evaluations = {e.asset_check_key.to_user_string(): e for e in day.get_asset_check_evaluations()}
+    assert set(evaluations) == {
+        "device_timeseries:contract",
+        "device_timeseries:no_interpolation_across_long_gaps",
+        "device_timeseries:interpolated_between_neighbours",
+        "telemetry_anomalies:contract",
+        "daily_device_stats:contract",
+        "daily_region_stats:contract",
+        "daily_region_stats:anomaly_rate_within_limit",
+    }
+    blocking = {k: e for k, e in evaluations.items() if "anomaly_rate" not in k}
+    assert all(e.passed for e in blocking.values()), [
+        k for k, e in blocking.items() if not e.passed
+    ]
+    shown = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in day.get_asset_materialization_events()
+    }
+    series = shown["device_timeseries"]
+    assert 0 < series["coverage"].value < 1
+    assert 0 < series["interpolated_share"].value < 1
+    assert "data:image/png;base64," in series["device_day_chart"].value
+    assert "anomalies_by_rule" in shown["telemetry_anomalies"]
+
+    star = (
+        defs()
+        .resolve_job_def("star_schema")
+        .execute_in_process(instance=instance, resources=resources)
+    )
+    assert star.success
+    assert all(e.passed for e in star.get_asset_check_evaluations())
+    with duckdb.connect(str(home / CATALOG_FILE), read_only=True) as conn:
+        [(slots, devices)] = conn.sql(
+            "SELECT count(*), count(DISTINCT device_id) FROM device_timeseries"
+        ).fetchall()
+        [(facts,)] = conn.sql("SELECT count(*) FROM fact_telemetry").fetchall()
+        [(orphans,)] = conn.sql(
+            "SELECT count(*) FROM fact_telemetry f LEFT JOIN dim_device d USING (device_key) "
+            "WHERE d.device_key IS NULL"
+        ).fetchall()
+    assert slots == devices * 96 and 30 <= devices <= 40
+    assert facts > 0 and orphans == 0
+    with duckdb.connect(str(home / CATALOG_FILE), read_only=True) as conn:
+        for query in reports.analysis_queries(warehouse.read_sql(TIMESERIES_QUERIES)):
+            frame = conn.sql(query.sql).pl()
+            assert frame.columns == list(query.columns), query.question
+            assert frame.height > 0, query.question
+
+
+def test_a_region_over_the_anomaly_rate_raises_a_failed_check(simulated_lake, instance):
+    """The alert path: a failed check of daily_region_stats, which the alert sensor raises."""
+    config = {"resources": {"timeseries": {"config": {"settings": {"max_anomaly_rate": 0.0,
+        "hot_temperature_c": -40.0, "low_battery_pct": 100.0}}}}}  # fmt: skip
+    run = (
+        defs()
+        .resolve_job_def("telemetry_timeseries")
+        .execute_in_process(
+            partition_key=lake.partition_key(DAY, REGION),
+            instance=instance,
+            resources=build_resources(simulated_lake),
+            run_config=config,
+        )
+    )
+    assert run.success  # not blocking: the tables are written, the alert is raised
+    [rate] = [
+        e for e in run.get_asset_check_evaluations() if e.check_name == "anomaly_rate_within_limit"
+    ]
+    assert not rate.passed
+    assert rate.metadata["regions_over_limit"].value == 1
