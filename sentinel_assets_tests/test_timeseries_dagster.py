@@ -32,7 +32,7 @@ def test_a_simulated_day_materializes_with_every_check_passing(simulated_lake, i
     resources = build_resources(home)
     day = (
         defs()
-        .resolve_job_def("telemetry_timeseries")
+        .resolve_job_def("telemetry_timeseries_refresh")
         .execute_in_process(
             partition_key=lake.partition_key(DAY, REGION),
             instance=instance,
@@ -66,7 +66,7 @@ def test_a_simulated_day_materializes_with_every_check_passing(simulated_lake, i
 
     star = (
         defs()
-        .resolve_job_def("star_schema")
+        .resolve_job_def("star_schema_rebuild")
         .execute_in_process(instance=instance, resources=resources)
     )
     assert star.success
@@ -95,7 +95,7 @@ def test_a_region_over_the_anomaly_rate_raises_a_failed_check(simulated_lake, in
         "hot_temperature_c": -40.0, "low_battery_pct": 100.0}}}}}  # fmt: skip
     run = (
         defs()
-        .resolve_job_def("telemetry_timeseries")
+        .resolve_job_def("telemetry_timeseries_refresh")
         .execute_in_process(
             partition_key=lake.partition_key(DAY, REGION),
             instance=instance,

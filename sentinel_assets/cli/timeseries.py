@@ -38,7 +38,7 @@ def timeseries_command(args: argparse.Namespace) -> int:
     definitions, resources = defs(), build_resources()
     failed = 0
     with dg.DagsterInstance.get() as instance:
-        job = definitions.resolve_job_def("telemetry_timeseries")
+        job = definitions.resolve_job_def("telemetry_timeseries_refresh")
         for key in keys:
             started = time.perf_counter()
             result = job.execute_in_process(
@@ -49,7 +49,7 @@ def timeseries_command(args: argparse.Namespace) -> int:
             mark = "done" if result.success else "FAILED"
             note = f"  failed checks: {', '.join(bad)}" if bad else ""
             print(f"  {key:<28} {mark}  {time.perf_counter() - started:5.1f} s{note}")
-        star = definitions.resolve_job_def("star_schema").execute_in_process(
+        star = definitions.resolve_job_def("star_schema_rebuild").execute_in_process(
             instance=instance, resources=resources, raise_on_error=False
         )
         failed += not star.success

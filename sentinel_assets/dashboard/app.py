@@ -229,7 +229,13 @@ def policy_controls() -> tuple[dict[str, object], str]:
             "max_rollback_temperature_c",
             "max_boot_attempts",
         ],
-        "Retry": ["min_retry_battery_pct", "max_retries", "min_signal_dbm", "stale_after_hours"],
+        "Retry": [
+            "min_retry_battery_pct",
+            "max_retries",
+            "min_signal_dbm",
+            "stale_after_hours",
+            "max_battery_drain_pct_per_h",
+        ],
         "Campaign abort": ["abort_failure_rate", "abort_min_attempted"],
         "Backoff (next attempt time only)": ["retry_backoff_minutes", "retry_backoff_max_minutes"],
     }

@@ -81,6 +81,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
     Threshold("abort_min_attempted", "Abort: minimum attempted", 1, 100_000, 1, integer=True),
     Threshold("retry_backoff_minutes", "Retry backoff (first)", 1, 24 * 60, 1, unit="min"),
     Threshold("retry_backoff_max_minutes", "Retry backoff (cap)", 1, 7 * 24 * 60, 1, unit="min"),
+    # Acts only where decisions get a battery trend (the time series); the what-if has none yet.
+    Threshold("max_battery_drain_pct_per_h", "Trend: max battery drain", 0.1, 100, 0.1, unit="%/h"),
 )
 RETRIABLE_CHOICES: tuple[str, ...] = FAILURE_KINDS
 

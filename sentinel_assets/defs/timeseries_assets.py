@@ -340,13 +340,13 @@ def star_schema(telemetry: TelemetryLanding, catalog: WarehouseCatalog):
 
 
 timeseries_job = dg.define_asset_job(
-    "telemetry_timeseries",
+    "telemetry_timeseries_refresh",
     selection=[telemetry_timeseries],
     partitions_def=event_partitions,
     description="Time series, anomalies and daily statistics of one date x region partition.",
 )
 star_schema_job = dg.define_asset_job(
-    "star_schema", selection=[star_schema], description="Rebuild the star schema."
+    "star_schema_rebuild", selection=[star_schema], description="Rebuild the star schema."
 )
 
 
