@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sentinel_assets import paths, warehouse
+from sentinel_assets.cli import stream as stream_commands
 from sentinel_assets.cli import telemetry as telemetry_commands
 from sentinel_assets.cli.live import wants_live_view, watch_demo
 from sentinel_assets.cli.orchestrate import (
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("summary", help="print the summary of the last materialization")
     show.set_defaults(handler=summary)
     telemetry_commands.add_commands(commands)
+    stream_commands.add_commands(commands)
     return parser
 
 
