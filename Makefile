@@ -111,18 +111,19 @@ clean:
 .PHONY: servers production-instance
 PG_BIN ?= /usr/lib/postgresql/15/bin
 REDIS_SERVER ?= /usr/bin/redis-server
-SERVER_PACKAGES := postgresql-15 redis-server
+MOSQUITTO ?= /usr/sbin/mosquitto
+SERVER_PACKAGES := postgresql-15 redis-server mosquitto mosquitto-clients
 
 # The production-profile tests start their own throwaway servers from these binaries.
 test: servers
 
-servers: ## Debian's PostgreSQL 15 and Redis for the production-profile tests (installed when root)
-	@{ test -x $(PG_BIN)/initdb && test -x $(REDIS_SERVER); } \
+servers: ## Debian's PostgreSQL 15, Redis and Mosquitto for the production-profile and stream tests (installed when root)
+	@{ test -x $(PG_BIN)/initdb && test -x $(REDIS_SERVER) && test -x $(MOSQUITTO) && test -x /usr/bin/mosquitto_sub; } \
 	  || { test "$$(id -u)" = 0 && apt-get update -qq \
 	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SERVER_PACKAGES); } \
 	  || { sudo -n true 2>/dev/null && sudo apt-get update -qq \
 	       && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SERVER_PACKAGES); } \
-	  || echo "make servers: cannot install $(SERVER_PACKAGES) here (needs root or sudo): the production-profile tests that need them will be skipped"
+	  || echo "make servers: cannot install $(SERVER_PACKAGES) here (needs root or sudo): the production-profile and broker tests that need them will be skipped"
 
 production-instance: install ## Dagster instance on PostgreSQL: checks the SENTINEL_PG_* variables, copies deploy/production/dagster.yaml
 	$(BIN)/python -m sentinel_assets.production check

@@ -840,7 +840,9 @@ class DeadLetter(pa.DataFrameModel):
     """A line (or Parquet row, or whole file) of a landed file that could not become an event,
     with one reason code per broken rule (`reasons`; `reason` is the first of them)."""
 
-    record_id: int = pa.Field(ge=0, unique=True, description="From (file hash, line number).")
+    record_id: int = pa.Field(
+        ge=0, unique=True, description="From (file hash, line number), or the message identity."
+    )
     partition_key: str = pa.Field(str_matches=r"^[0-9a-f]{16}$", description="Landing batch.")
     source_file: str = pa.Field(
         str_length={"min_value": 1}, description="Landed file (name) the line came in."
@@ -861,6 +863,15 @@ class DeadLetter(pa.DataFrameModel):
     reasons: list[str] = pa.Field(description="Every broken rule, one code each.")
     ingested_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(
         description="When the line was ingested (UTC)."
+    )
+    # Stream messages (MQTT, `sentinel consume`): where they were published and their identity.
+    topic: Optional[str] = pa.Field(  # noqa: UP045 - pandera reads Optional
+        nullable=True, description="MQTT topic of a streamed message; null for landed files."
+    )
+    message_id: Optional[str] = pa.Field(  # noqa: UP045 - pandera reads Optional
+        nullable=True,
+        str_matches=r"^[0-9a-f]{16}$",
+        description="Identity of a streamed message (MD5 of topic and payload); null for files.",
     )
 
     class Config:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sentinel_assets import paths, warehouse
+from sentinel_assets.cli import stream as stream_commands
 from sentinel_assets.cli import telemetry as telemetry_commands
 from sentinel_assets.cli import timeseries as timeseries_commands
 from sentinel_assets.cli.live import wants_live_view, watch_demo
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=summary)
     telemetry_commands.add_commands(commands)
     timeseries_commands.add_commands(commands)
+    stream_commands.add_commands(commands)
     return parser
 
 

@@ -120,6 +120,8 @@ def simulate_command(args: argparse.Namespace) -> int:
         as_of=as_of,
         regions=regions,
     )
+    if args.publish:
+        return _publish(args.publish, plan)
     out = Path(args.out).expanduser() if args.out else paths.landing_root(_home())
     files = simulate(out, plan)
     size = sum(p.stat().st_size for p in files)
@@ -129,6 +131,21 @@ def simulate_command(args: argparse.Namespace) -> int:
         f"per region, {plan.readings_per_day} readings a day, "
         f"{plan.malformed_share:.0%} malformed)"
     )
+    return 0
+
+
+def _publish(source: str, plan: SimulationPlan) -> int:
+    """Publish the plan's readings as devices do (QoS 1) instead of writing files."""
+    from sentinel_assets.stream.publisher import publish
+    from sentinel_assets.stream.settings import broker_address
+    from sentinel_assets.telemetry.simulate import GARBAGE_BYTES, GARBAGE_TOKEN, messages
+
+    address = broker_address(source)
+    frame = messages(plan)
+    payloads = zip(frame["topic"].to_list(), frame["payload"].to_list(), strict=True)
+    token = GARBAGE_TOKEN.encode()
+    sent = publish(address, ((t, p.encode().replace(token, GARBAGE_BYTES)) for t, p in payloads))
+    print(f"Published {sent:,} messages to {address.url} (QoS 1)")
     return 0
 
 
@@ -167,4 +184,5 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--as-of", help="time of the last readings, ISO 8601 with offset")
     sim.add_argument("--out", help="folder to write to (default: $SENTINEL_HOME/landing)")
+    sim.add_argument("--publish", metavar="URL", help="publish to mqtt://HOST:PORT instead")
     sim.set_defaults(handler=simulate_command)

@@ -8,6 +8,8 @@ Reason codes are `<scope>:<rule>`:
   byte: not a text file), `file:unknown_format` (not .csv/.jsonl/.ndjson/.parquet[.gz]),
   `file:line_too_long` (no line break within `wire.CHUNK_BYTES`), `file:unreadable` (I/O),
   `gzip:corrupt` (truncated or not gzip), `csv:bad_header`, `parquet:unreadable`;
+* one MQTT message (`telemetry.envelope`): `topic:outside_layout`, `payload:empty`,
+  `region:topic_mismatch`; whole stream batch: `stream:bad_envelope`;
 * one line: `encoding:invalid_utf8`, `line:too_long` (over `wire.MAX_LINE_BYTES`),
   `json:malformed`, `json:not_an_object`, `csv:field_count`, `schema:unknown_version`,
   `schema_version:mismatch`;
@@ -37,6 +39,7 @@ FILE_REASONS: tuple[str, ...] = (
     "gzip:corrupt",
     "csv:bad_header",
     "parquet:unreadable",
+    "stream:bad_envelope",
 )
 LINE_REASONS: tuple[str, ...] = (
     "encoding:invalid_utf8",
@@ -46,6 +49,9 @@ LINE_REASONS: tuple[str, ...] = (
     "csv:field_count",
     "schema:unknown_version",
     "schema_version:mismatch",
+    "topic:outside_layout",
+    "payload:empty",
+    "region:topic_mismatch",
 )
 DEAD_LETTER_COLUMNS: tuple[str, ...] = tuple(DEAD_LETTER_SCHEMA.columns)
 _ID_MASK = (1 << 63) - 1
@@ -79,6 +85,11 @@ def dead_letter_frame(
     """Dead letters from rows with `line_number`, `raw` and a non-empty `reasons` list."""
     batch = source_sha256[:16]
     keys = pl.format("{}:{}", pl.lit(source_sha256), pl.col("line_number"))
+    # Stream messages (`telemetry.envelope`) carry their topic and identity: the id follows the
+    # message, so a redelivery in another batch is recognised.
+    streamed = "message_id" in rejected.columns
+    if streamed:
+        keys = pl.coalesce(pl.format("msg:{}", pl.col("message_id")), keys)
     frame = rejected.select(
         pl.lit(batch).alias("partition_key"),
         pl.lit(source_file).alias("source_file"),
@@ -92,6 +103,10 @@ def dead_letter_frame(
         .dt.convert_time_zone("UTC")
         .alias("ingested_at"),
         keys.alias("_key"),
+        *[
+            (pl.col(name) if streamed else pl.lit(None)).cast(pl.String).alias(name)
+            for name in ("topic", "message_id")
+        ],
     )
     return frame.with_columns(stable_ids(frame["_key"])).select(DEAD_LETTER_COLUMNS)
 

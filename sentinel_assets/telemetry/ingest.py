@@ -39,6 +39,12 @@ from sentinel_assets.telemetry.dead_letters import (
     stable_ids,
     whole_file_dead_letter,
 )
+from sentinel_assets.telemetry.envelope import (
+    drop_redelivered,
+    is_stream_batch,
+    stream_chunks,
+    with_message_identity,
+)
 from sentinel_assets.telemetry.landing import batch_id, content_hash
 from sentinel_assets.telemetry.schema import EVENT_VALUE_COLUMNS, upcast
 from sentinel_assets.telemetry.wire import UnreadableFile, read_chunks
@@ -152,7 +158,9 @@ def ingest_file(
     seen = pl.Series("record_id", [], dtype=pl.Int64)
     try:
         try:
-            for number, chunk in enumerate(read_chunks(path)):
+            # `*.mqtt.jsonl`: the MQTT consumer's batches, one message envelope a line.
+            chunks = stream_chunks(path) if is_stream_batch(path) else read_chunks(path)
+            for number, chunk in enumerate(chunks):
                 accounting.header_lines += chunk.header_lines
                 accounting.blank_lines += chunk.blank_lines
                 accounting.data_lines += chunk.records.height
@@ -160,7 +168,7 @@ def ingest_file(
                 if rows.rejected.height:
                     rejected.append(
                         dead_letter_frame(
-                            rows.rejected,
+                            with_message_identity(rows.rejected, chunk.records),
                             source_file=accounting.source_file,
                             source_sha256=sha256,
                             ingested_at=ingested_at,
@@ -199,6 +207,9 @@ def ingest_file(
         lake_duplicates = _publish_events(lake, batch, ingested_at, staged, accounting)
         accounting.duplicates += lake_duplicates
         dead = pl.concat(rejected) if rejected else empty_dead_letters()
+        kept = drop_redelivered(dead, _earlier_dead_letters(lake, batch))
+        accounting.duplicates += dead.height - kept.height  # stream messages redelivered
+        dead = kept
         accounting.dead_letters = dead.height
         accounting.accepted = accounting.data_lines - accounting.duplicates - dead.height
         if only_partitions is None:
@@ -242,6 +253,11 @@ def _publish_events(
             accounting.partitions[key] = written
         dropped += staged_rows - written
     return dropped
+
+
+def _earlier_dead_letters(lake: Path, batch: str) -> list[Path]:
+    mine = lake_io.dead_letters_file(lake, batch)
+    return sorted(p for p in mine.parent.glob("batch=*.parquet") if p != mine)
 
 
 def _publish_dead_letters(lake: Path, batch: str, dead: pl.DataFrame) -> None:

@@ -214,7 +214,8 @@ def _lines(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
                     separator=",",
                 ).alias("line")
             )
-        parts.append(lines.with_columns(rows["ts"].alias("_order")))
+        keep = [rows[c] for c in ("_topic",) if c in rows.columns]  # messages' topics
+        parts.append(lines.with_columns(rows["ts"].alias("_order"), *keep))
     if not parts:
         return pl.DataFrame(schema={"line": pl.String, "_order": pl.Datetime("us", "UTC")})
     return pl.concat(parts).sort("_order", maintain_order=True)
@@ -281,3 +282,24 @@ def _by_day(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
         (str(key[0]), part.drop("_day").sort("ts", maintain_order=True))
         for key, part in sorted(days.partition_by("_day", as_dict=True).items())
     ]
+
+
+def messages(plan: SimulationPlan) -> pl.DataFrame:
+    """The plan's readings as devices publish them over MQTT: one JSON payload per reading
+    (the same V1/V2 agents, resends and malformed share as the files), with its topic
+    `fleet/<region>/<device_id>/telemetry`, in time order per region."""
+    frames = []
+    for region in plan.regions:
+        rng = np.random.default_rng([plan.seed, REGIONS.index(region), 29])
+        frame = _corrupt_values(readings(region, plan), rng, plan.malformed_share)
+        resent = frame.filter(pl.Series(rng.random(frame.height) < plan.resend_share))
+        frame = pl.concat([frame, resent]).sort("ts", maintain_order=True)
+        frame = frame.with_columns(
+            pl.format("fleet/{}/{}/telemetry", pl.lit(region), pl.col("device_id")).alias("_topic")
+        )
+        lines = _lines(frame, "jsonl")
+        payload = _break_lines(lines["line"], rng, plan.malformed_share)
+        frames.append(pl.DataFrame({"topic": lines["_topic"], "payload": payload}))
+    if not frames:
+        return pl.DataFrame(schema={"topic": pl.String, "payload": pl.String})
+    return pl.concat(frames)

@@ -1,0 +1,373 @@
+"""`sentinel consume`: the long-running MQTT consumer (outside Dagster's runs, like the
+"Observing streaming processes" guide's consumer), turning messages into landing batches.
+
+* Subscribes to `fleet/+/+/telemetry` (or `$share/<group>/fleet/+/+/telemetry` so several
+  consumers share the load) at QoS 1 with a persistent session (`clean_start=False` and a
+  session expiry), so messages published while it is down wait for it at the broker.
+* `manual_ack=True`: a message is acknowledged only once its envelope is fsynced in the
+  journal (`stream.journal`). The broker hands out at most `receive_maximum` unacknowledged
+  messages (and Mosquitto at most its `max_inflight_messages`), so messages are flushed in
+  groups of up to that many (or every `flush_interval_s`): one fsync per group, not per
+  message, and batch files far larger than the in-flight window.
+* A journal becomes a landing batch (`*.mqtt.jsonl`, one atomic rename) when it holds
+  `batch_messages` messages or is `batch_age_s` old; the landing sensor ingests it like any
+  file (one validation path, one dead-letter table, one dedupe).
+* Wrong credentials, a refused client or an untrusted certificate end the consumer with one
+  sentence (no reconnect loop that never says why); a broker that goes away is reconnected
+  with backoff, each attempt logged. SIGTERM/SIGINT: flush, acknowledge, land, disconnect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import ssl
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sentinel_assets.stream.journal import Journal, LandingNotWritable
+from sentinel_assets.stream.settings import BrokerAddress
+from sentinel_assets.telemetry.envelope import TOPIC_FILTER, envelope
+
+log = logging.getLogger("sentinel.consume")
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class ConsumerError(RuntimeError):
+    """The consumer cannot go on (credentials, certificate, refused); one sentence."""
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    landing: Path
+    consumer_id: str = "sentinel-consumer"
+    share_group: str | None = None
+    receive_maximum: int = 1000
+    flush_interval_s: float = 0.2
+    batch_messages: int = 50_000
+    batch_age_s: float = 5.0
+    metrics_port: int | None = None
+    max_backoff_s: float = 30.0
+    protocol: str = "5"  # or "3.1.1"
+
+    @property
+    def topic(self) -> str:
+        return f"$share/{self.share_group}/{TOPIC_FILTER}" if self.share_group else TOPIC_FILTER
+
+
+@dataclass
+class ConsumerStats:
+    messages: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_message_at: dict[str, float] = field(default_factory=dict)  # region -> epoch s
+    per_region: Counter = field(default_factory=Counter)
+
+
+def _reason_sentence(address: BrokerAddress, reason: object) -> str:
+    text = str(reason)
+    if "user name or password" in text.lower() or "not authorized" in text.lower():
+        hint = "check SENTINEL_MQTT_USERNAME and SENTINEL_MQTT_PASSWORD"
+    else:
+        hint = "check the broker's access rules for this client"
+    return f"The broker at {address.url} refused the connection ({text}): {hint}."
+
+
+class Consumer:
+    """One consumer process; `run()` returns when stopped (signal or `stop()`)."""
+
+    def __init__(self, address: BrokerAddress, settings: ConsumerSettings) -> None:
+        self.address, self.settings = address, settings
+        self.journal = Journal(
+            settings.landing,
+            settings.consumer_id,
+            max_messages=settings.batch_messages,
+            max_age_s=settings.batch_age_s,
+        )
+        self.stats = ConsumerStats()
+        self.pending: list[tuple[int, int, bytes]] = []  # (mid, qos, envelope line)
+        self.pending_since = 0.0
+        self.fatal: str | None = None
+        self.connected = False
+        self.stopping = False
+        self.blocked_since: float | None = None
+        self.metrics = _Metrics(settings.metrics_port)
+        self.client = self._client()
+
+    def _client(self) -> mqtt.Client:
+        v5 = self.settings.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.settings.consumer_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        if self.address.username:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            client.tls_set(
+                ca_certs=str(self.address.ca_file) if self.address.ca_file else None,
+                certfile=str(self.address.cert_file) if self.address.cert_file else None,
+                keyfile=str(self.address.key_file) if self.address.key_file else None,
+            )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # --- paho callbacks (run inside client.loop, in this thread) ------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.fatal = _reason_sentence(self.address, reason_code)
+            return
+        self.connected = True
+        log.info(
+            "connected to %s as %s (session %s), subscribing to %s",
+            self.address.url,
+            self.settings.consumer_id,
+            "resumed" if flags.session_present else "new",
+            self.settings.topic,
+        )
+        client.subscribe(self.settings.topic, qos=1)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected = False
+        if reason_code.is_failure and self.fatal is None:
+            text = str(reason_code)
+            if "not authorized" in text.lower() or "user name or password" in text.lower():
+                self.fatal = _reason_sentence(self.address, reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        now = time.time()
+        self.pending.append(
+            (message.mid, message.qos, envelope(message.topic, message.payload, int(now * 1e6)))
+        )
+        region = message.topic.split("/", 2)[1] if message.topic.count("/") >= 2 else "?"
+        self.stats.last_message_at[region] = now
+        self.stats.per_region[region] += 1
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        properties = None
+        if self.settings.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.ReceiveMaximum = self.settings.receive_maximum
+            self.client.connect(
+                self.address.host,
+                self.address.port,
+                keepalive=30,
+                clean_start=False,
+                properties=properties,
+            )
+        else:
+            self.client.connect(self.address.host, self.address.port, keepalive=30)
+
+    def _connect_with_backoff(self) -> None:
+        delay = 0.5
+        while not self.stopping:
+            try:
+                self._connect()
+                return
+            except ssl.SSLCertVerificationError as error:
+                raise ConsumerError(
+                    f"The certificate of {self.address.url} is not trusted "
+                    f"({error.verify_message}): set SENTINEL_MQTT_CA_FILE to the CA that "
+                    "signed it."
+                ) from None
+            except ssl.SSLError as error:
+                raise ConsumerError(
+                    f"TLS with {self.address.url} failed ({error.reason or error}): is it an "
+                    "mqtts:// listener, and are the certificate files right?"
+                ) from None
+            except OSError as error:
+                log.warning(
+                    "broker %s not reachable (%s); retrying in %.1f s",
+                    self.address.url,
+                    error.strerror or error,
+                    delay,
+                )
+                self._sleep(delay)
+                delay = min(delay * 2, self.settings.max_backoff_s)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, seconds))
+
+    def _flush(self) -> bool:
+        """Make the pending messages durable, then acknowledge them; False if the landing
+        folder refused (they stay unacknowledged: the broker keeps them)."""
+        if not self.pending:
+            return True
+        try:
+            self.journal.append([line for _, _, line in self.pending])
+        except LandingNotWritable as error:
+            if self.blocked_since is None:
+                log.error(
+                    "landing folder not writable (%s): holding %d messages unacknowledged "
+                    "(the broker keeps them) until it is",
+                    error,
+                    len(self.pending),
+                )
+                self.blocked_since = time.monotonic()
+            return False
+        if self.blocked_since is not None:
+            log.info(
+                "landing folder writable again after %.0f s", time.monotonic() - self.blocked_since
+            )
+            self.blocked_since = None
+        for mid, qos, _ in self.pending:
+            self.client.ack(mid, qos)
+        self.stats.messages += len(self.pending)
+        self.metrics.messages(len(self.pending))
+        self.pending.clear()
+        return True
+
+    def _land(self, force: bool = False) -> None:
+        if not (force or self.journal.due()):
+            return
+        started = time.monotonic()
+        count = self.journal.messages
+        try:
+            batch = self.journal.rotate()
+        except LandingNotWritable as error:
+            log.error("cannot land the journal (%s); will retry", error)
+            return
+        if batch is None:
+            return
+        self.stats.batches += 1
+        self.metrics.batch(self.stats)
+        self._write_status()
+        log.info(
+            "batch %s: %d messages, %.1f KiB, %.3f s",
+            batch.name,
+            count,
+            batch.stat().st_size / 1024,
+            time.monotonic() - started,
+        )
+
+    def _write_status(self) -> None:
+        """The consumer's figures for Dagster (`stream_status.json` beside the journal)."""
+        elapsed = max(time.monotonic() - self.stats.started, 1e-9)
+        status = {
+            "consumer": self.settings.consumer_id,
+            "messages": self.stats.messages,
+            "batches": self.stats.batches,
+            "messages_per_second": round(self.stats.messages / elapsed, 1),
+            "last_message_at": self.stats.last_message_at,
+            "messages_by_region": dict(self.stats.per_region),
+            "written_at": time.time(),
+        }
+        path = self.journal.folder / "status.json"
+        tmp = path.with_name(".status.json.tmp")
+        try:
+            tmp.write_text(json.dumps(status, indent=1, sort_keys=True))
+            tmp.replace(path)
+        except OSError:
+            pass
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def run(self, max_seconds: float | None = None) -> ConsumerStats:
+        for batch in self.journal.recover():
+            log.info("landed %s, left durable by an earlier consumer", batch.name)
+        started = time.monotonic()
+        self._connect_with_backoff()
+        retry_at = 0.0
+        while not self.stopping and self.fatal is None:
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                break
+            rc = self.client.loop(timeout=0.05)
+            if self.fatal is not None:
+                break
+            if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,) and not self.stopping:
+                self.connected = False
+                log.warning("connection to %s lost (%s); reconnecting", self.address.url, rc)
+                self._reconnect()
+                continue
+            now = time.monotonic()
+            full = len(self.pending) >= self.settings.receive_maximum // 2
+            old = self.pending and now - self.pending_since >= self.settings.flush_interval_s
+            if (full or old) and now >= retry_at and not self._flush():
+                retry_at = now + 1.0
+            if self.blocked_since is None:
+                self._land()
+        if self.fatal is not None:
+            self.client.disconnect()
+            raise ConsumerError(self.fatal)
+        # A clean end: what is received becomes durable, acknowledged and landed.
+        if self._flush() and self.connected:
+            for _ in range(5):  # let the acknowledgements go out
+                self.client.loop(timeout=0.05)
+        self._land(force=True)
+        self.client.disconnect()
+        return self.stats
+
+    def _reconnect(self) -> None:
+        delay = 0.5
+        while not self.stopping:
+            try:
+                self.client.reconnect()
+                return
+            except OSError as error:
+                log.warning(
+                    "broker %s not reachable (%s); retrying in %.1f s",
+                    self.address.url,
+                    error.strerror or error,
+                    delay,
+                )
+                self._sleep(delay)
+                delay = min(delay * 2, self.settings.max_backoff_s)
+
+
+class _Metrics:
+    """Prometheus metrics on 127.0.0.1:<port> when a port is configured."""
+
+    def __init__(self, port: int | None) -> None:
+        self.enabled = port is not None
+        if not self.enabled:
+            return
+        from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+        registry = CollectorRegistry()
+        self._messages = Counter(
+            "sentinel_stream_messages", "Messages made durable and acknowledged", registry=registry
+        )
+        self._batches = Counter("sentinel_stream_batches", "Batches landed", registry=registry)
+        self._last = Gauge(
+            "sentinel_stream_last_message_timestamp_seconds",
+            "When the last message of a region arrived",
+            ["region"],
+            registry=registry,
+        )
+        start_http_server(port, addr="127.0.0.1", registry=registry)
+
+    def messages(self, count: int) -> None:
+        if self.enabled:
+            self._messages.inc(count)
+
+    def batch(self, stats: ConsumerStats) -> None:
+        if self.enabled:
+            self._batches.inc()
+            for region, at in stats.last_message_at.items():
+                self._last.labels(region=region).set(at)
+
+
+def install_signal_handlers(consumer: Consumer) -> None:
+    signal.signal(signal.SIGTERM, consumer.stop)
+    signal.signal(signal.SIGINT, consumer.stop)
