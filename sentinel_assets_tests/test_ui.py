@@ -46,6 +46,15 @@ REPORT_ASSETS = [
     "status_before_after",
 ]
 TELEMETRY_ASSETS = ["dead_letters", "telemetry_events"]
+TIMESERIES_ASSETS = [
+    "device_timeseries",
+    "telemetry_anomalies",
+    "daily_device_stats",
+    "daily_region_stats",
+    "dim_device",
+    "dim_date",
+    "fact_telemetry",
+]
 # Wide and tall enough that the expanded graph fits at the zoom where nodes show their facts.
 VIEWPORT = {"width": 2400, "height": 1700}
 
@@ -112,7 +121,7 @@ def test_graphql_lists_every_asset_of_the_project(ui: DagsterUI, definitions: De
     graph = definitions.resolve_asset_graph()
     project = sorted(key.to_user_string() for key in graph.get_all_asset_keys())
     assert keys == project
-    assert set(FLEET_ASSETS + REPORT_ASSETS + TELEMETRY_ASSETS) == set(keys)
+    assert set(FLEET_ASSETS + REPORT_ASSETS + TELEMETRY_ASSETS + TIMESERIES_ASSETS) == set(keys)
     assert ui.asset_check_names("sanitized_fleet") == [
         "contract",
         "quarantine_rate_within_gate",
