@@ -25,6 +25,7 @@ import signal
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,11 +177,12 @@ class Consumer:
         else:
             self.client.connect(self.address.host, self.address.port, keepalive=30)
 
-    def _connect_with_backoff(self) -> None:
+    def _connect_with_backoff(self, attempt: Callable[[], object] | None = None) -> None:
+        """Connect (or `attempt` a reconnect) until it works; a TLS failure is final."""
         delay = 0.5
         while not self.stopping:
             try:
-                self._connect()
+                (attempt or self._connect)()
                 return
             except ssl.SSLCertVerificationError as error:
                 raise ConsumerError(
@@ -319,20 +321,7 @@ class Consumer:
         return self.stats
 
     def _reconnect(self) -> None:
-        delay = 0.5
-        while not self.stopping:
-            try:
-                self.client.reconnect()
-                return
-            except OSError as error:
-                log.warning(
-                    "broker %s not reachable (%s); retrying in %.1f s",
-                    self.address.url,
-                    error.strerror or error,
-                    delay,
-                )
-                self._sleep(delay)
-                delay = min(delay * 2, self.settings.max_backoff_s)
+        self._connect_with_backoff(self.client.reconnect)
 
 
 class _Metrics:
