@@ -85,6 +85,15 @@ def emit_result(result: dict[str, Any], path: Path | None) -> None:
         print(text)
 
 
+def targets_table(targets: dict[str, dict[str, Any]]) -> list[str]:
+    """The Markdown rows of a benchmark's targets: limit, measured, met."""
+    lines = ["| target | limit | measured | met |", "|---|---:|---:|---|"]
+    for name, t in targets.items():
+        met = "yes" if t["met"] else "**no**"
+        lines.append(f"| {name} | {t['limit']} | {t['measured']:.2f} | {met} |")
+    return lines
+
+
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     # The package and `benchmarks` import from the checkout even without an editable install.

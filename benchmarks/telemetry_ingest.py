@@ -28,7 +28,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import Measurement, emit_result, parse_size, run_child, size_label
+from benchmarks.measure import (
+    Measurement,
+    emit_result,
+    parse_size,
+    run_child,
+    size_label,
+    targets_table,
+)
 from benchmarks.procmem import machine
 
 HERE = Path(__file__).resolve().parent
@@ -160,10 +167,7 @@ def render(result: dict[str, Any]) -> str:
             f"| {label} | {m['seconds']:.1f} | {m['peak_rss_gib']:.2f} | "
             f"{m['load_before']:.1f} / {m['load_after']:.1f} |"
         )
-    lines += ["", "| target | limit | measured | met |", "|---|---:|---:|---|"]
-    for name, t in result["targets"].items():
-        met = "yes" if t["met"] else "**no**"
-        lines.append(f"| {name} | {t['limit']} | {t['measured']:.2f} | {met} |")
+    lines += ["", *targets_table(result["targets"])]
     return "\n".join(lines) + "\n"
 
 

@@ -37,7 +37,14 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import Measurement, emit_result, parse_size, run_child, size_label
+from benchmarks.measure import (
+    Measurement,
+    emit_result,
+    parse_size,
+    run_child,
+    size_label,
+    targets_table,
+)
 from benchmarks.procmem import machine
 
 HERE = Path(__file__).resolve().parent
@@ -271,10 +278,7 @@ def render(result: dict[str, Any]) -> str:
                 f"{m['seconds'] / run['readings'] * 1e6:.2f} | "
                 f"{m['load_before']:.1f} / {m['load_after']:.1f} |"
             )
-    lines += ["", "| target | limit | measured | met |", "|---|---:|---:|---|"]
-    for name, t in result["targets"].items():
-        met = "yes" if t["met"] else "**no**"
-        lines.append(f"| {name} | {t['limit']} | {t['measured']:.2f} | {met} |")
+    lines += ["", *targets_table(result["targets"])]
     return "\n".join(lines) + "\n"
 
 

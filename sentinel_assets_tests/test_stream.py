@@ -23,12 +23,7 @@ from sentinel_assets.stream.settings import broker_address
 from sentinel_assets.telemetry import lake
 from sentinel_assets.telemetry.envelope import STREAM_SUFFIX
 from sentinel_assets.telemetry.ingest import ingest_file
-from sentinel_assets.telemetry.simulate import (
-    GARBAGE_BYTES,
-    GARBAGE_TOKEN,
-    SimulationPlan,
-    messages,
-)
+from sentinel_assets.telemetry.simulate import SimulationPlan, published
 from sentinel_assets_tests.telemetry_helpers import json_line, v2, write_lines
 
 pytestmark = pytest.mark.slow
@@ -49,12 +44,7 @@ def broker():
 
 def device_messages(days: int = 1, devices: int = 40) -> list[tuple[str, bytes]]:
     plan = SimulationPlan(days=days, devices_per_region=devices, regions=("eu-west", "us-east"))
-    frame = messages(plan)
-    token = GARBAGE_TOKEN.encode()
-    found = [
-        (t, p.encode().replace(token, GARBAGE_BYTES))
-        for t, p in zip(frame["topic"], frame["payload"], strict=True)
-    ]
+    found = published(plan)
     # A payload whose region is not its topic's, and an empty one.
     mismatched = v2(region="eu-west", device_id="SN-EUW-99999999")
     found.append(("fleet/us-east/SN-USE-99999999/telemetry", json_line(mismatched).encode()))

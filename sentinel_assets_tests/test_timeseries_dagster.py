@@ -3,6 +3,7 @@ catalog views (star schema included) and what the UI shows."""
 
 from __future__ import annotations
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -27,18 +28,23 @@ def simulated_lake(sentinel_home):
     return sentinel_home
 
 
-def test_a_simulated_day_materializes_with_every_check_passing(simulated_lake, instance):
-    home = simulated_lake
-    resources = build_resources(home)
-    day = (
+def refresh_day(home, instance, run_config=None) -> dg.ExecuteInProcessResult:
+    """The time-series job for the simulated day, as the UI would launch it."""
+    return (
         defs()
         .resolve_job_def("telemetry_timeseries_refresh")
         .execute_in_process(
             partition_key=lake.partition_key(DAY, REGION),
             instance=instance,
-            resources=resources,
+            resources=build_resources(home),
+            run_config=run_config,
         )
     )
+
+
+def test_a_simulated_day_materializes_with_every_check_passing(simulated_lake, instance):
+    home = simulated_lake
+    day = refresh_day(home, instance)
     assert day.success
     evaluations = {e.asset_check_key.to_user_string(): e for e in day.get_asset_check_evaluations()}
     assert set(evaluations) == {
@@ -67,7 +73,7 @@ def test_a_simulated_day_materializes_with_every_check_passing(simulated_lake, i
     star = (
         defs()
         .resolve_job_def("star_schema_rebuild")
-        .execute_in_process(instance=instance, resources=resources)
+        .execute_in_process(instance=instance, resources=build_resources(home))
     )
     assert star.success
     assert all(e.passed for e in star.get_asset_check_evaluations())
@@ -93,16 +99,7 @@ def test_a_region_over_the_anomaly_rate_raises_a_failed_check(simulated_lake, in
     """The alert path: a failed check of daily_region_stats, which the alert sensor raises."""
     config = {"resources": {"timeseries": {"config": {"settings": {"max_anomaly_rate": 0.0,
         "hot_temperature_c": -40.0, "low_battery_pct": 100.0}}}}}  # fmt: skip
-    run = (
-        defs()
-        .resolve_job_def("telemetry_timeseries_refresh")
-        .execute_in_process(
-            partition_key=lake.partition_key(DAY, REGION),
-            instance=instance,
-            resources=build_resources(simulated_lake),
-            run_config=config,
-        )
-    )
+    run = refresh_day(simulated_lake, instance, config)
     assert run.success  # not blocking: the tables are written, the alert is raised
     [rate] = [
         e for e in run.get_asset_check_evaluations() if e.check_name == "anomaly_rate_within_limit"

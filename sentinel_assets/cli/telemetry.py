@@ -138,13 +138,10 @@ def _publish(source: str, plan: SimulationPlan) -> int:
     """Publish the plan's readings as devices do (QoS 1) instead of writing files."""
     from sentinel_assets.stream.publisher import publish
     from sentinel_assets.stream.settings import broker_address
-    from sentinel_assets.telemetry.simulate import GARBAGE_BYTES, GARBAGE_TOKEN, messages
+    from sentinel_assets.telemetry.simulate import published
 
     address = broker_address(source)
-    frame = messages(plan)
-    payloads = zip(frame["topic"].to_list(), frame["payload"].to_list(), strict=True)
-    token = GARBAGE_TOKEN.encode()
-    sent = publish(address, ((t, p.encode().replace(token, GARBAGE_BYTES)) for t, p in payloads))
+    sent = publish(address, published(plan))
     print(f"Published {sent:,} messages to {address.url} (QoS 1)")
     return 0
 

@@ -41,10 +41,6 @@ class IngestionResult:
     reasons: pl.DataFrame  # reason, lines: dead letters per first broken rule, most first
     letters: pl.DataFrame  # line_number, reason, reasons, raw: the first dead letters
 
-    @property
-    def balanced(self) -> bool:
-        return not self.unreadable or self.dead_letters == 1
-
 
 def result(lake: Path, batch: str) -> IngestionResult | None:
     """The ingestion result of `batch`, or None while the sensor has not ingested it yet."""

@@ -65,9 +65,11 @@ def _finding(asset: str, name: str, finding: verify.Finding) -> dg.AssetCheckRes
         check_name=name,
         passed=finding.passed,
         metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR
-        if name != "anomaly_rate_within_limit"
-        else (dg.AssetCheckSeverity.WARN),
+        severity=(
+            dg.AssetCheckSeverity.WARN
+            if name == "anomaly_rate_within_limit"
+            else dg.AssetCheckSeverity.ERROR
+        ),
     )
 
 
@@ -85,63 +87,54 @@ def _rule_counts(anomalies: pl.DataFrame) -> dict[str, int]:
     return dict(anomalies.group_by("rule").len().sort("rule").iter_rows())
 
 
+# The four tables one date x region step writes: (description, upstream).
+_ADJACENT_EVENTS = [dg.AssetDep("telemetry_events", partition_mapping=ADJACENT_DAYS)]
+DAY_TABLES: dict[str, tuple[str, list]] = {
+    "device_timeseries": (
+        "Per device and grid slot (default 15 min) of the day: battery %, "
+        "voltage V, temperature °C/°F and signal dBm, each slot `is_measured` (mean of its "
+        "readings), `is_interpolated` (linear in time between real readings at most "
+        "max_interpolation_gap apart) or `is_outage` (NULL, never bridged); with trailing "
+        "1 h / 24 h means, reading counts and battery drain %/h over real readings only.",
+        _ADJACENT_EVENTS,
+    ),
+    "telemetry_anomalies": (
+        "One row per device, rule and anomaly episode within the day (hot and "
+        "low battery, voltage sag, signal collapse, temperature z-score): start, end, "
+        "readings, peak values and the thresholds in force.",
+        _ADJACENT_EVENTS,
+    ),
+    "daily_device_stats": (
+        "Per device and day: readings received vs expected (coverage), "
+        "interpolated and outage shares, anomaly episodes, min/max/mean/p05/p50/p95.",
+        ["device_timeseries", "telemetry_anomalies"],
+    ),
+    "daily_region_stats": (
+        "Per region and day: devices, coverage, interpolated share, anomaly "
+        "episodes by rule and the share of devices with one (alert above "
+        "max_anomaly_rate), value statistics.",
+        ["daily_device_stats", "telemetry_anomalies"],
+    ),
+}
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            "device_timeseries",
-            description="Per device and grid slot (default 15 min) of the day: battery %, "
-            "voltage V, temperature °C/°F and signal dBm, each slot `is_measured` (mean of its "
-            "readings), `is_interpolated` (linear in time between real readings at most "
-            "max_interpolation_gap apart) or `is_outage` (NULL, never bridged); with trailing "
-            "1 h / 24 h means, reading counts and battery drain %/h over real readings only.",
-            deps=[dg.AssetDep("telemetry_events", partition_mapping=ADJACENT_DAYS)],
+            name,
+            description=description,
+            deps=deps,
             partitions_def=event_partitions,
             group_name=GROUP,
             kinds={"polars", "parquet"},
-            metadata=contract_metadata("device_timeseries"),
-        ),
-        dg.AssetSpec(
-            "telemetry_anomalies",
-            description="One row per device, rule and anomaly episode within the day (hot and "
-            "low battery, voltage sag, signal collapse, temperature z-score): start, end, "
-            "readings, peak values and the thresholds in force.",
-            deps=[dg.AssetDep("telemetry_events", partition_mapping=ADJACENT_DAYS)],
-            partitions_def=event_partitions,
-            group_name=GROUP,
-            kinds={"polars", "parquet"},
-            metadata=contract_metadata("telemetry_anomalies"),
-        ),
-        dg.AssetSpec(
-            "daily_device_stats",
-            description="Per device and day: readings received vs expected (coverage), "
-            "interpolated and outage shares, anomaly episodes, min/max/mean/p05/p50/p95.",
-            deps=["device_timeseries", "telemetry_anomalies"],
-            partitions_def=event_partitions,
-            group_name=GROUP,
-            kinds={"polars", "parquet"},
-            metadata=contract_metadata("daily_device_stats"),
-        ),
-        dg.AssetSpec(
-            "daily_region_stats",
-            description="Per region and day: devices, coverage, interpolated share, anomaly "
-            "episodes by rule and the share of devices with one (alert above "
-            "max_anomaly_rate), value statistics.",
-            deps=["daily_device_stats", "telemetry_anomalies"],
-            partitions_def=event_partitions,
-            group_name=GROUP,
-            kinds={"polars", "parquet"},
-            metadata=contract_metadata("daily_region_stats"),
-        ),
+            metadata=contract_metadata(name),
+        )
+        for name, (description, deps) in DAY_TABLES.items()
     ],
     check_specs=[
         *(
             _spec(a, "contract", f"Every row of {a} satisfies its Pandera contract.")
-            for a in (
-                "device_timeseries",
-                "telemetry_anomalies",
-                "daily_device_stats",
-                "daily_region_stats",
-            )
+            for a in DAY_TABLES
         ),
         _spec(
             "device_timeseries",

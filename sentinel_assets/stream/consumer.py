@@ -73,9 +73,14 @@ class ConsumerStats:
     per_region: Counter = field(default_factory=Counter)
 
 
+def _is_credentials_refusal(reason: object) -> bool:
+    text = str(reason).lower()
+    return "user name or password" in text or "not authorized" in text
+
+
 def _reason_sentence(address: BrokerAddress, reason: object) -> str:
     text = str(reason)
-    if "user name or password" in text.lower() or "not authorized" in text.lower():
+    if _is_credentials_refusal(reason):
         hint = "check SENTINEL_MQTT_USERNAME and SENTINEL_MQTT_PASSWORD"
     else:
         hint = "check the broker's access rules for this client"
@@ -143,10 +148,9 @@ class Consumer:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected = False
-        if reason_code.is_failure and self.fatal is None:
-            text = str(reason_code)
-            if "not authorized" in text.lower() or "user name or password" in text.lower():
-                self.fatal = _reason_sentence(self.address, reason_code)
+        refused = reason_code.is_failure and _is_credentials_refusal(reason_code)
+        if refused and self.fatal is None:
+            self.fatal = _reason_sentence(self.address, reason_code)
 
     def _on_message(self, client, userdata, message) -> None:
         if not self.pending:

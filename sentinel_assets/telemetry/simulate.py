@@ -239,6 +239,11 @@ def _break_lines(lines: pl.Series, rng: np.random.Generator, share: float) -> pl
     )
 
 
+def _with_garbage_bytes(data: bytes) -> bytes:
+    """Polars strings are UTF-8: broken lines carry a token until they are bytes."""
+    return data.replace(GARBAGE_TOKEN.encode("utf-8"), GARBAGE_BYTES)
+
+
 def write_landing_file(path: Path, data: bytes) -> Path:
     """Write `<path>.tmp`, then rename it: readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -268,7 +273,7 @@ def simulate(landing: Path, plan: SimulationPlan) -> list[Path]:
                 )
                 lines = pl.concat([pl.Series([header]), lines])
             data = ("\n".join(lines.to_list()) + "\n").encode("utf-8")
-            data = data.replace(GARBAGE_TOKEN.encode("utf-8"), GARBAGE_BYTES)
+            data = _with_garbage_bytes(data)
             gz = plan.gzip_every and file_index % plan.gzip_every == plan.gzip_every - 1
             name = f"{region}_{day}.{kind}" + (".gz" if gz else "")
             written.append(write_landing_file(landing / name, data))
@@ -303,3 +308,12 @@ def messages(plan: SimulationPlan) -> pl.DataFrame:
     if not frames:
         return pl.DataFrame(schema={"topic": pl.String, "payload": pl.String})
     return pl.concat(frames)
+
+
+def published(plan: SimulationPlan) -> list[tuple[str, bytes]]:
+    """`messages(plan)` as (topic, payload bytes), the way a device's MQTT client sends them."""
+    frame = messages(plan)
+    return [
+        (topic, _with_garbage_bytes(payload.encode("utf-8")))
+        for topic, payload in zip(frame["topic"], frame["payload"], strict=True)
+    ]
