@@ -13,6 +13,7 @@ import polars as pl
 
 from sentinel_assets import production, publish
 from sentinel_assets.defs.assets import REPORT_GROUP, TRANSIENT_RETRY
+from sentinel_assets.defs.failures import retry_transient_only
 from sentinel_assets.defs.metadata import markdown
 from sentinel_assets.defs.resources import WarehouseCatalog
 
@@ -51,6 +52,7 @@ class ReportPublisher(dg.ConfigurableResource):
     kinds={"postgres"},
     retry_policy=TRANSIENT_RETRY,
 )
+@retry_transient_only
 def published_reports(
     context: dg.AssetExecutionContext, catalog: WarehouseCatalog, report_publisher: ReportPublisher
 ) -> dg.MaterializeResult:
