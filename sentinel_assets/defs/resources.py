@@ -13,7 +13,6 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr, ValidationError
 
 from sentinel_assets import paths, warehouse
-from sentinel_assets.failures import settings_problem
 from sentinel_assets.contracts import PARTITION_KEY
 from sentinel_assets.defs.config import (
     ChaosSettings,
@@ -23,6 +22,7 @@ from sentinel_assets.defs.config import (
     env_int,
 )
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
+from sentinel_assets.failures import settings_problem
 
 STORAGE_COMPATIBILITY = "v1.2.0"
 
