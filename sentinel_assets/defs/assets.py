@@ -140,7 +140,7 @@ def chaos_injection(
     """Corrupts a copy of the raw fleet at the configured rate per fault kind."""
     chaos = settings.chaos
     corrupted, ledger = inject_faults(
-        raw_fleet, chaos.rates, seed=region_seed(chaos.seed, context.partition_key)
+        raw_fleet, chaos.rate_by_kind(), seed=region_seed(chaos.seed, context.partition_key)
     )
     faults = dict(ledger.group_by("fault_kind").len().sort("fault_kind").iter_rows())
     yield dg.Output(
