@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sentinel_assets import paths, warehouse
@@ -26,6 +27,7 @@ from sentinel_assets.cli.orchestrate import (
 )
 from sentinel_assets.cli.progress import DEMO_TAG
 from sentinel_assets.contracts import REGIONS
+from sentinel_assets.failures import settings_problem
 from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
 # Piped output (CI, logs) gets a wide, colourless table instead of a truncated 80 columns.
@@ -120,6 +122,21 @@ def _print_outcome(outcome: RunOutcome) -> None:
     console.print(f"  {outcome.label:<13} {mark}  run {outcome.run_id[:8]}{detail}")
 
 
+def check_settings() -> None:
+    """The settings read from the environment, validated here once: a bad value is one
+    sentence before any worker starts, not an error inside each region's run."""
+    from pydantic import ValidationError
+
+    from sentinel_assets.defs.executors import selected_executor
+    from sentinel_assets.defs.resources import build_resources
+
+    selected_executor()
+    try:
+        build_resources()
+    except ValidationError as error:
+        raise UsageError(settings_problem(error)) from None
+
+
 def demo(args: argparse.Namespace) -> int:
     regions = parse_regions(args.regions)
     if args.devices_per_region is not None:
@@ -127,6 +144,7 @@ def demo(args: argparse.Namespace) -> int:
             raise UsageError("--devices-per-region must be >= 0")
         os.environ["SENTINEL_DEVICES_PER_REGION"] = str(args.devices_per_region)
     home = paths.data_home()
+    check_settings()
     demo_id = uuid.uuid4().hex
     console.print(
         f"[bold]Sentinel[/] materializing {len(regions)} region(s), {args.parallel} at a time"
@@ -184,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="fleet size per region (default: $SENTINEL_DEVICES_PER_REGION or 10000)",
     )
-    run.set_defaults(handler=demo)
+    run.set_defaults(handler=demo, writes=(paths.HOME_ENV, paths.DAGSTER_HOME_ENV))
     show = commands.add_parser("summary", help="print the summary of the last materialization")
     show.set_defaults(handler=summary)
     telemetry_commands.add_commands(commands)
@@ -193,14 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FOLDER_OF = {paths.HOME_ENV: paths.data_home, paths.DAGSTER_HOME_ENV: paths.dagster_home}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "parallel", 1) < 1:
             raise UsageError("--parallel must be >= 1")
+        # A command that writes checks its folders first: one sentence, not a traceback.
+        for setting in getattr(args, "writes", ()):
+            paths.require_writable_folder(FOLDER_OF[setting](), setting)
         return args.handler(args)
     except (UsageError, ValueError) as error:
-        console.print(f"[red]sentinel: {error}[/]")
+        console.print(f"[red]sentinel: {escape(str(error))}[/]", soft_wrap=True)
         return 2
 
 

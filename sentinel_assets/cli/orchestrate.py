@@ -80,8 +80,17 @@ def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
     error = ""
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        error = failures[0].step_key if failures else "run failed"
+        error = step_failure_reason(failures[0]) if failures else "run failed"
     return RunOutcome(label, result.run_id, result.success, failed, error)
+
+
+def step_failure_reason(event: dg.DagsterEvent) -> str:
+    """`step: first line of its error`, what a person needs to see before opening the UI."""
+    data = event.step_failure_data
+    described = data.user_failure_data.description if data.user_failure_data else None
+    message = described or (data.error.message if data.error else "") or "failed"
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    return f"{event.step_key}: {first[:300]}"
 
 
 def run_job(
