@@ -26,6 +26,9 @@ from sentinel_assets.quality import QUARANTINE_RATE_MACRO
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 PARQUET_COMPRESSION = "lz4"
+# The catalog file takes one writer process at a time: the Dagster pool of the steps that
+# write it (one slot, see dagster.yaml).
+CATALOG_POOL = "duckdb_catalog"
 # The cross-region report tables inside the catalog file, each built from `sql/<name>.sql`
 # (the Dagster `reports` group has one asset per table).
 REPORT_TABLES: tuple[str, ...] = (

@@ -49,7 +49,7 @@ def report_asset(deps: list[str]) -> Callable[[Callable[..., object]], dg.Assets
             check_specs=[contract_spec(build.__name__, partitioned=False)],
             metadata={**contract_metadata(build.__name__), **dashboard_link(build.__name__)},
             group_name=REPORT_GROUP,
-            pool="duckdb_catalog",
+            pool=warehouse.CATALOG_POOL,
             kinds={"duckdb", "sql"},
             retry_policy=TRANSIENT_RETRY,
         )(retry_transient_only(build))
