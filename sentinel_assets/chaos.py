@@ -8,11 +8,10 @@ containment of each one can be checked downstream.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated
 
 import numpy as np
 import polars as pl
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from sentinel_assets.contracts import (
     CHAOS_LEDGER_SCHEMA,
@@ -63,14 +62,35 @@ TARGET_COLUMNS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def _known_kinds_within_unit_interval(rates: dict[str, float]) -> dict[str, float]:
-    unknown = sorted(set(rates) - set(FAULT_KINDS))
+def _refuse_unknown_kinds(rates: object) -> object:
+    unknown = sorted(set(rates) - set(FAULT_KINDS)) if isinstance(rates, Mapping) else []
     if unknown:
         raise ValueError(f"unknown fault kind(s) {unknown}; known kinds: {', '.join(FAULT_KINDS)}")
-    outside = {kind: rate for kind, rate in rates.items() if not 0.0 <= rate <= 1.0}
-    if outside:
-        raise ValueError(f"chaos rates must be within [0, 1], got {outside}")
     return rates
+
+
+# One field per fault kind (not a free-form map): Dagster's config schema then lists every
+# kind with its default in the Launchpad, and refuses an unknown kind when the run is launched.
+FaultRates = create_model(
+    "FaultRates",
+    __config__=ConfigDict(frozen=True, extra="forbid"),
+    __doc__="Share of records hit by each fault kind, within [0, 1]; 0 turns a kind off.",
+    __validators__={
+        "refuse_unknown_kinds": model_validator(mode="before")(_refuse_unknown_kinds),
+    },
+    **{
+        kind: (
+            float,
+            Field(
+                default=DEFAULT_RATES.get(kind, 0.0),
+                ge=0,
+                le=1,
+                description=f"Share of records hit by `{kind}` faults.",
+            ),
+        )
+        for kind in FAULT_KINDS
+    },
+)
 
 
 class ChaosPlan(BaseModel):
@@ -78,12 +98,16 @@ class ChaosPlan(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    rates: Annotated[dict[str, float], AfterValidator(_known_kinds_within_unit_interval)] = Field(
-        default=dict(DEFAULT_RATES),
-        description="Share of records hit per fault kind, within [0, 1]; kinds not "
-        f"listed are off. Kinds: {', '.join(FAULT_KINDS)}.",
+    rates: FaultRates = Field(
+        default_factory=FaultRates,
+        description="Share of records hit per fault kind, within [0, 1]; a kind not given "
+        f"keeps its default, 0 turns it off. Kinds: {', '.join(FAULT_KINDS)}.",
     )
     seed: int = Field(default=11, description="Seed of the injector (per region).")
+
+    def rate_by_kind(self) -> dict[str, float]:
+        """The rates as `inject_faults` takes them."""
+        return self.rates.model_dump()
 
 
 def to_corrupted_dtypes(fleet: pl.DataFrame) -> pl.DataFrame:

@@ -72,3 +72,28 @@ def dagster_home() -> Path:
     """The Dagster instance folder: `$DAGSTER_HOME`, else `dagster/` in the data folder."""
     raw = os.environ.get(DAGSTER_HOME_ENV)
     return _absolute(raw) if raw else data_home() / DAGSTER_DIR
+
+
+class UnusableFolderError(ValueError):
+    """A data or instance folder that cannot be created or written to."""
+
+
+def require_writable_folder(folder: Path, setting: str) -> None:
+    """Create `folder` if needed and prove it takes a file, or say in one sentence why not
+    and what to do (`setting` names the variable that chose it)."""
+    if folder.exists() and not folder.is_dir():
+        raise UnusableFolderError(
+            f"{setting} points at {folder}, which is a file, not a folder: set {setting} to a "
+            "folder (it is created if missing)."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UnusableFolderError(
+            f"Cannot write to {folder} ({setting}): {reason.lower()}; set {setting} to a "
+            "writable folder, or free space / fix its permissions."
+        ) from None

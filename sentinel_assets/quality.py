@@ -27,6 +27,17 @@ class Verdict:
     passed: bool
     counts: Mapping[str, int | float | bool] = field(default_factory=dict)
     examples: tuple[int, ...] = ()
+    failing_rows: int = 0
+
+    def summary(self) -> str:
+        """What an alert says: every measured number and how many rows break the rule."""
+        measured = ", ".join(f"{name} {_number(value)}" for name, value in self.counts.items())
+        verdict = "holds" if self.passed else f"fails for {self.failing_rows:,} rows"
+        return f"The rule {verdict}: {measured}."
+
+
+def _number(value: int | float | bool) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 class QualityGates(BaseModel):
@@ -86,6 +97,7 @@ def records_conserved(
             "invented": invented.len(),
         },
         _examples(pl.concat([in_both, lost, invented])),
+        in_both.len() + lost.len() + invented.len(),
     )
 
 
@@ -94,9 +106,16 @@ def quarantine_rate_within_gate(
 ) -> Verdict:
     """A shard with too many quarantined records is not trusted downstream."""
     rate = quarantine_rate(quarantine.height, sanitized_fleet.height)
+    passed = rate <= max_quarantine_rate
     return Verdict(
-        rate <= max_quarantine_rate,
-        {"quarantine_rate": round(rate, 4), "max_quarantine_rate": max_quarantine_rate},
+        passed,
+        {
+            "quarantine_rate": round(rate, 4),
+            "max_quarantine_rate": max_quarantine_rate,
+            "quarantined_records": quarantine.height,
+            "trusted_records": sanitized_fleet.height,
+        },
+        failing_rows=0 if passed else quarantine.height,
     )
 
 
@@ -108,6 +127,7 @@ def faults_contained(quarantine: pl.DataFrame, chaos_ledger: pl.DataFrame) -> Ve
         escaped.len() == 0,
         {"corrupted_records": faulty.len(), "escaped": escaped.len()},
         _examples(escaped),
+        escaped.len(),
     )
 
 
@@ -130,6 +150,7 @@ def halt_holds_pending_updates(
             "held_pending": held_pending.len(),
         },
         _examples(wrong),
+        wrong.len(),
     )
 
 
@@ -157,4 +178,5 @@ def outcomes_cover_the_fleet(
             "duplicated": duplicated,
         },
         _examples(wrong),
+        wrong.len() + duplicated,
     )

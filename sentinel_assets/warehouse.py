@@ -20,11 +20,15 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from sentinel_assets.alerts import ensure_alerts_table
 from sentinel_assets.contracts import UNHEALTHY_STATUSES, validate_region
 from sentinel_assets.quality import QUARANTINE_RATE_MACRO
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 PARQUET_COMPRESSION = "lz4"
+# The catalog file takes one writer process at a time: the Dagster pool of the steps that
+# write it (one slot, see dagster.yaml).
+CATALOG_POOL = "duckdb_catalog"
 # The cross-region report tables inside the catalog file, each built from `sql/<name>.sql`
 # (the Dagster `reports` group has one asset per table).
 REPORT_TABLES: tuple[str, ...] = (
@@ -134,9 +138,11 @@ def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def create_views(conn: duckdb.DuckDBPyConnection, tables_root: Path) -> list[str]:
-    """The catalog's macros, and views for every asset that has at least one shard on disk;
-    returns the views' names."""
+    """The catalog's macros, its (maybe empty) alerts table, and views for every asset that
+    has at least one shard on disk; returns the views' names."""
     create_macros(conn)
+    # Users query `FROM alerts` before anything has failed: it exists from the first run.
+    ensure_alerts_table(conn)
     names = (
         sorted(
             p.name for p in tables_root.glob("*") if p.is_dir() and has_shards(tables_root, p.name)

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pytest
 
-from sentinel_assets import alerts
+from sentinel_assets import alerts, paths
 from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.defs.sensors import check_failure_alerts, failing_rows
 from sentinel_assets.paths import CATALOG_FILE
+from sentinel_assets.warehouse import partition_file
 
 ALERT = alerts.Alert(
     raised_at=datetime(2026, 11, 1, 3, 4, 5, tzinfo=UTC),
@@ -195,23 +197,32 @@ def test_a_failed_check_raises_one_alert_row_and_one_post(
             return check_failure_alerts(context)
 
         first = evaluate(None)
+        quarantined = pl.read_parquet(
+            partition_file(paths.tables_root(sentinel_home), "quarantine", "eu-west")
+        ).height
         with duckdb.connect(str(sentinel_home / CATALOG_FILE), read_only=True) as conn:
             rows = conn.sql(
                 "SELECT asset, partition, check_name, severity, failing_rows, run_id, "
                 "delivery_status, delivery_attempts FROM alerts"
             ).fetchall()
+            ((description,),) = conn.sql("SELECT description FROM alerts").fetchall()
+        # The row carries what the check page shows: the quarantined rows, rate and limit.
+        assert quarantined > 0
         assert rows == [
             (
                 "sanitized_fleet",
                 "eu-west",
                 "quarantine_rate_within_gate",
                 "ERROR",
-                None,
+                quarantined,
                 run.run_id,
                 "delivered",
                 1,
             )
         ]
+        assert f"fails for {quarantined:,} rows" in description
+        assert "max_quarantine_rate 0.0" in description
+        assert f"quarantined_records {quarantined:,}" in description
         assert len(receiver.bodies) == 1
         assert "quarantine_rate_within_gate" in receiver.bodies[0]["text"]
 

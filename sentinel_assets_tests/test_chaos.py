@@ -93,8 +93,8 @@ def test_strict_dtypes_survive_the_text_round_trip(fleet):
 @pytest.mark.parametrize(
     ("rates", "message"),
     [
-        ({"null": -0.1}, "within \\[0, 1\\]"),
-        ({"null": 1.5}, "within \\[0, 1\\]"),
+        ({"null": -0.1}, "rates.null\n  Input should be greater than or equal to 0"),
+        ({"null": 1.5}, "rates.null\n  Input should be less than or equal to 1"),
         ({"gremlins": 0.1}, "unknown fault kind"),
     ],
 )

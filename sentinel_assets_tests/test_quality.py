@@ -44,6 +44,7 @@ def test_a_record_lost_between_the_two_outputs_fails_conservation(stages):
     assert not verdict.passed
     assert verdict.counts["lost"] == 1
     assert verdict.examples == (lost_id,)
+    assert verdict.failing_rows == 1
 
 
 def test_a_record_in_both_outputs_fails_conservation(stages):
@@ -77,6 +78,7 @@ def test_a_fault_that_escaped_quarantine_fails_containment(stages):
     assert not verdict.passed
     assert verdict.counts["escaped"] == 1
     assert verdict.examples == (escaped,)
+    assert verdict.failing_rows == 1
 
 
 @pytest.mark.parametrize(
@@ -90,6 +92,10 @@ def test_the_quarantine_gate_fails_only_above_its_limit(quarantined, trusted, li
     )
     assert verdict.passed is passes
     assert verdict.counts["max_quarantine_rate"] == limit
+    # A failed gate counts the quarantined records; the alert's sentence names rate and limit.
+    assert verdict.failing_rows == (0 if passes else quarantined)
+    assert f"max_quarantine_rate {limit}" in verdict.summary()
+    assert ("holds" in verdict.summary()) is passes
 
 
 @settings(max_examples=25, deadline=None)

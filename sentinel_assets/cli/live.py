@@ -13,7 +13,13 @@ from rich.live import Live
 from rich.table import Table
 
 from sentinel_assets.cli.progress import DemoProgress, RegionProgress, State
+from sentinel_assets.cli.stale_runs import SlotWaitNotices
+from sentinel_assets.warehouse import CATALOG_POOL
 
+# Pools whose waiting steps are named (with the run holding the slot) after SLOT_WAIT_S.
+POOLS = (CATALOG_POOL,)
+SLOT_WAIT_S = 60.0
+SLOT_WAIT_ENV = "SENTINEL_SLOT_WAIT_S"
 STEP_WIDTH = len("status_before_after")  # the longest step name
 STATE_STYLES = {
     State.QUEUED: "dim",
@@ -103,17 +109,26 @@ class PlainPrinter:
 
 @contextlib.contextmanager
 def watch_demo(
-    console: Console, demo_id: str, labels: Sequence[str], *, live: bool
+    console: Console,
+    demo_id: str,
+    labels: Sequence[str],
+    *,
+    live: bool,
+    slot_wait_s: float = SLOT_WAIT_S,
 ) -> Iterator[tuple[Callable[[], None], DemoProgress]]:
     """Yield `(poll, reader)`: each `poll()` reads the instance once and redraws the live
-    table or prints changed lines; a last poll runs on exit so the final states show."""
+    table or prints changed lines; a last poll runs on exit so the final states show. A step
+    waiting longer than `slot_wait_s` for a pool slot is named with the run that holds it."""
     with dg.DagsterInstance.get() as instance:
         reader = DemoProgress(instance, demo_id, labels)
         printer = PlainPrinter(console)
         unreadable: set[str] = set()
+        slot_notices = SlotWaitNotices(instance, POOLS, slot_wait_s)
 
         def snapshot() -> list[RegionProgress] | None:
             try:
+                for sentence in slot_notices():
+                    console.print(sentence, markup=False, soft_wrap=True)
                 return reader.snapshot(time.time())
             except Exception as error:  # a busy SQLite file must not stop the runs
                 if type(error).__name__ not in unreadable:  # say it once, not every poll

@@ -2,30 +2,43 @@
 
 import argparse
 import os
+import signal
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sentinel_assets import paths, warehouse
 from sentinel_assets.cli import stream as stream_commands
 from sentinel_assets.cli import telemetry as telemetry_commands
 from sentinel_assets.cli import timeseries as timeseries_commands
-from sentinel_assets.cli.live import wants_live_view, watch_demo
+from sentinel_assets.cli.live import (
+    POOLS,
+    SLOT_WAIT_ENV,
+    SLOT_WAIT_S,
+    wants_live_view,
+    watch_demo,
+)
 from sentinel_assets.cli.orchestrate import (
     RunOutcome,
+    instance_home,
     prepare_instance_home,
     run_fleet,
     worker_pool,
 )
 from sentinel_assets.cli.progress import DEMO_TAG
+from sentinel_assets.cli.stale_runs import slot_waits, sweep_dead_runs
 from sentinel_assets.contracts import REGIONS
+from sentinel_assets.defs.config import env_int
+from sentinel_assets.failures import settings_problem
 from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
 # Piped output (CI, logs) gets a wide, colourless table instead of a truncated 80 columns.
@@ -120,6 +133,54 @@ def _print_outcome(outcome: RunOutcome) -> None:
     console.print(f"  {outcome.label:<13} {mark}  run {outcome.run_id[:8]}{detail}")
 
 
+def check_settings() -> None:
+    """The settings read from the environment, validated here once: a bad value is one
+    sentence before any worker starts, not an error inside each region's run."""
+    from pydantic import ValidationError
+
+    from sentinel_assets.defs.executors import selected_executor
+    from sentinel_assets.defs.resources import build_resources
+
+    selected_executor()
+    try:
+        build_resources()
+    except ValidationError as error:
+        raise UsageError(settings_problem(error)) from None
+
+
+def free_dead_runs() -> int:
+    """Runs left unfinished by a killed `sentinel` process: marked failed, slots freed."""
+    with dg.DagsterInstance.get() as instance:
+        swept = sweep_dead_runs(instance)
+    for line in swept:
+        console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
+    return len(swept)
+
+
+def free_slots(args: argparse.Namespace) -> int:
+    """`sentinel free-slots`: sweep dead runs, then say who holds the pools' slots now."""
+    instance_home()
+    if not free_dead_runs():
+        console.print("No run was left behind by a process that is gone.")
+    with dg.DagsterInstance.get() as instance:
+        for line in slot_waits(instance, POOLS, waited_s=0):
+            console.print(escape(line), soft_wrap=True)
+    return 0
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised where the main thread is, so every `finally` runs."""
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends `sentinel` like Ctrl-C: through its clean-up, which ends its workers."""
+
+    def exit_now(signum: int, frame: object) -> None:
+        raise Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_now)
+
+
 def demo(args: argparse.Namespace) -> int:
     regions = parse_regions(args.regions)
     if args.devices_per_region is not None:
@@ -127,15 +188,20 @@ def demo(args: argparse.Namespace) -> int:
             raise UsageError("--devices-per-region must be >= 0")
         os.environ["SENTINEL_DEVICES_PER_REGION"] = str(args.devices_per_region)
     home = paths.data_home()
+    check_settings()
     demo_id = uuid.uuid4().hex
     console.print(
         f"[bold]Sentinel[/] materializing {len(regions)} region(s), {args.parallel} at a time"
         f" -> {home}  (runs tagged {DEMO_TAG}={demo_id})"
     )
     started = time.perf_counter()
+    slot_wait_s = env_int(SLOT_WAIT_ENV, int(SLOT_WAIT_S))
     with worker_pool(args.parallel) as pool:
         prepare_instance_home()  # while the workers load Dagster
-        with watch_demo(console, demo_id, regions, live=wants_live_view()) as (poll, reader):
+        free_dead_runs()
+        with watch_demo(
+            console, demo_id, regions, live=wants_live_view(), slot_wait_s=slot_wait_s
+        ) as (poll, reader):
 
             def remember_crash(outcome: RunOutcome) -> None:
                 if outcome.error and not outcome.run_id:  # the worker died: no run tells it
@@ -184,13 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="fleet size per region (default: $SENTINEL_DEVICES_PER_REGION or 10000)",
     )
-    run.set_defaults(handler=demo)
+    run.set_defaults(handler=demo, writes=(paths.HOME_ENV, paths.DAGSTER_HOME_ENV))
     show = commands.add_parser("summary", help="print the summary of the last materialization")
     show.set_defaults(handler=summary)
+    free = commands.add_parser(
+        "free-slots",
+        help="mark runs whose process was killed as failed and free their pool slots",
+    )
+    free.set_defaults(handler=free_slots, writes=(paths.HOME_ENV, paths.DAGSTER_HOME_ENV))
     telemetry_commands.add_commands(commands)
     timeseries_commands.add_commands(commands)
     stream_commands.add_commands(commands)
     return parser
+
+
+FOLDER_OF = {paths.HOME_ENV: paths.data_home, paths.DAGSTER_HOME_ENV: paths.dagster_home}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,9 +272,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "parallel", 1) < 1:
             raise UsageError("--parallel must be >= 1")
+        stop_on_sigterm()
+        # A command that writes checks its folders first: one sentence, not a traceback.
+        for setting in getattr(args, "writes", ()):
+            paths.require_writable_folder(FOLDER_OF[setting](), setting)
         return args.handler(args)
+    except KeyboardInterrupt:
+        console.print("[red]sentinel: interrupted; the runs in progress were ended.[/]")
+        return 130
+    except Terminated as stop:
+        console.print("[red]sentinel: stopped by SIGTERM; the runs in progress were ended.[/]")
+        return int(stop.code or 143)
     except (UsageError, ValueError) as error:
-        console.print(f"[red]sentinel: {error}[/]")
+        console.print(f"[red]sentinel: {escape(str(error))}[/]", soft_wrap=True)
         return 2
 
 

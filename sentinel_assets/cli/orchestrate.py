@@ -6,8 +6,11 @@ only start-up cost is one interpreter per worker. Shards write their own Parquet
 parallel runs never contend for the DuckDB lock.
 """
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -17,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from sentinel_assets import paths
+from sentinel_assets.cli.stale_runs import process_tags, sweep_dead_runs
 from sentinel_assets.contracts import validate_region
 from sentinel_assets.refresh import REPORT, RegionRun, report_verdict
 
@@ -63,6 +67,34 @@ def prepare_instance_home() -> Path:
     return home
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Worker initializer: the kernel sends SIGKILL to this worker when its parent dies, in
+    any way (SIGKILL, SIGTERM, a crash), so no worker outlives the command. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
+
+
+def end_workers(pool: ProcessPoolExecutor) -> list[str]:
+    """Kill every worker and mark the runs they were executing failed (their slots freed):
+    the command was interrupted and leaves neither a process nor a stuck run behind. SIGKILL,
+    not SIGTERM: Dagster turns SIGTERM in a worker into a KeyboardInterrupt traceback."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(5.0)
+    with dg.DagsterInstance.get() as instance:
+        return sweep_dead_runs(instance)
+
+
 def load_definitions() -> None:
     """Run first in each worker: the imports (Dagster, Polars, Pandera, the definitions)
     overlap with the instance set-up in the parent instead of following it."""
@@ -80,8 +112,17 @@ def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
     error = ""
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        error = failures[0].step_key if failures else "run failed"
+        error = step_failure_reason(failures[0]) if failures else "run failed"
     return RunOutcome(label, result.run_id, result.success, failed, error)
+
+
+def step_failure_reason(event: dg.DagsterEvent) -> str:
+    """`step: first line of its error`, what a person needs to see before opening the UI."""
+    data = event.step_failure_data
+    described = data.user_failure_data.description if data.user_failure_data else None
+    message = described or (data.error.message if data.error else "") or "failed"
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    return f"{event.step_key}: {first[:300]}"
 
 
 def run_job(
@@ -97,7 +138,7 @@ def run_job(
             instance=instance,
             run_config=QUIET_LOGS,
             raise_on_error=False,
-            tags={"sentinel/launched_by": "sentinel-cli", **(tags or {})},
+            tags={"sentinel/launched_by": "sentinel-cli", **process_tags(), **(tags or {})},
         )
     return _outcome(partition_key or job_name, result)
 
@@ -147,11 +188,16 @@ def worker_pool(parallel: int) -> Iterator[ProcessPoolExecutor]:
     instance_home()  # in the environment before the workers start
     workers = max(1, parallel)
     spawn = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=spawn)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=die_with_parent)
     try:
         for _ in range(workers):
             pool.submit(load_definitions)
         yield pool
+    except BaseException:
+        # Ctrl-C, SIGTERM (`sentinel` turns it into SystemExit) or an error here: the runs
+        # still going in the workers are ended with them, not left busy after we exit.
+        end_workers(pool)
+        raise
     finally:
         # Every run has ended here. The workers' interpreters take 1-2 s to exit (a last
         # garbage collection over Dagster, Polars and DuckDB), which overlaps with this

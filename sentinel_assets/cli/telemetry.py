@@ -165,7 +165,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ingest.add_argument(
         "--force", action="store_true", help="re-read files already ingested (same content)"
     )
-    ingest.set_defaults(handler=ingest_command)
+    ingest.set_defaults(handler=ingest_command, writes=(paths.HOME_ENV,))
     sim = commands.add_parser("simulate", help="write realistic device telemetry landing files")
     sim.add_argument("--days", type=int, default=2, help="days of readings (default: 2)")
     sim.add_argument(

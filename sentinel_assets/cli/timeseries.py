@@ -74,4 +74,4 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "timeseries", help="materialize the time-series assets for the lake's partitions"
     )
     run.add_argument("--dates", help="comma-separated YYYY-MM-DD (default: every date)")
-    run.set_defaults(handler=timeseries_command)
+    run.set_defaults(handler=timeseries_command, writes=(paths.HOME_ENV, paths.DAGSTER_HOME_ENV))

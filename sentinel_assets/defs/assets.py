@@ -15,6 +15,7 @@ from sentinel_assets.chaos import inject_faults
 from sentinel_assets.defs import checks
 from sentinel_assets.defs.checks import contract_spec, region_spec
 from sentinel_assets.defs.config import region_seed
+from sentinel_assets.defs.failures import retry_transient_only
 from sentinel_assets.defs.metadata import contract_metadata, dashboard_link, markdown
 from sentinel_assets.defs.partitions import region_partitions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
@@ -31,7 +32,8 @@ from sentinel_assets.sanitize import reason_counts, split_fleet
 
 FLEET_GROUP = "fleet"
 REPORT_GROUP = "reports"
-# A locked catalog or a full disk is usually gone a few seconds later.
+# A locked catalog or a full disk is usually gone a few seconds later; only such errors are
+# retried (`defs.failures.retry_transient_only` on every asset that has this policy).
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 # What a fleet step yields: its outputs, then the results of its checks.
 StepEvent = dg.Output | dg.AssetCheckResult
@@ -47,10 +49,10 @@ def report_asset(deps: list[str]) -> Callable[[Callable[..., object]], dg.Assets
             check_specs=[contract_spec(build.__name__, partitioned=False)],
             metadata={**contract_metadata(build.__name__), **dashboard_link(build.__name__)},
             group_name=REPORT_GROUP,
-            pool="duckdb_catalog",
+            pool=warehouse.CATALOG_POOL,
             kinds={"duckdb", "sql"},
             retry_policy=TRANSIENT_RETRY,
-        )(build)
+        )(retry_transient_only(build))
 
     return decorate
 
@@ -73,7 +75,7 @@ def fleet_asset(
             group_name=FLEET_GROUP,
             kinds={"polars", "parquet"},
             retry_policy=TRANSIENT_RETRY,
-        )(build)
+        )(retry_transient_only(build))
 
     return decorate
 
@@ -131,13 +133,14 @@ def raw_fleet(
     group_name=FLEET_GROUP,
     retry_policy=TRANSIENT_RETRY,
 )
+@retry_transient_only
 def chaos_injection(
     context: dg.AssetExecutionContext, raw_fleet: pl.DataFrame, settings: SentinelSettings
 ) -> Iterator[StepEvent]:
     """Corrupts a copy of the raw fleet at the configured rate per fault kind."""
     chaos = settings.chaos
     corrupted, ledger = inject_faults(
-        raw_fleet, chaos.rates, seed=region_seed(chaos.seed, context.partition_key)
+        raw_fleet, chaos.rate_by_kind(), seed=region_seed(chaos.seed, context.partition_key)
     )
     faults = dict(ledger.group_by("fault_kind").len().sort("fault_kind").iter_rows())
     yield dg.Output(
@@ -193,6 +196,7 @@ def chaos_injection(
     group_name=FLEET_GROUP,
     retry_policy=TRANSIENT_RETRY,
 )
+@retry_transient_only
 def sanitization(
     context: dg.AssetExecutionContext,
     corrupted_fleet: pl.DataFrame,

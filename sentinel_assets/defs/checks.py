@@ -78,8 +78,10 @@ def verdict(
         asset_key=asset,
         check_name=rule.__name__,
         passed=outcome.passed,
+        description=None if outcome.passed else outcome.summary(),
         metadata={
             **outcome.counts,
+            "failing_rows": outcome.failing_rows,
             "example_ids": dg.MetadataValue.json(list(outcome.examples)),
             "check_seconds": dg.MetadataValue.float(round(seconds, 4)),
         },
@@ -97,5 +99,11 @@ def contract(frame: pl.DataFrame, asset: str) -> dg.AssetCheckResult:
         metadata["failures_by_check"] = markdown(report.failures_by_check(), rows=20)
         metadata["examples"] = markdown(report.failure_cases, rows=10)
     return dg.AssetCheckResult(
-        asset_key=asset, check_name=CONTRACT, passed=report.passed, metadata=metadata
+        asset_key=asset,
+        check_name=CONTRACT,
+        passed=report.passed,
+        description=None
+        if report.passed
+        else f"{report.failing_rows:,} of {report.rows:,} rows break the {asset} contract.",
+        metadata=metadata,
     )

@@ -13,7 +13,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field, field_validator
 
-from sentinel_assets.chaos import ChaosPlan
+from sentinel_assets.chaos import ChaosPlan, FaultRates
 from sentinel_assets.contracts import region as region_row
 from sentinel_assets.generate import FleetProfile
 from sentinel_assets.quality import QualityGates
@@ -58,8 +58,17 @@ class SimulationSettings(dg.Config, FleetProfile):
         return parse_as_of(self.as_of)
 
 
+class FaultRateSettings(dg.Config, FaultRates):
+    """The share of records hit by each fault kind (`chaos.FaultRates`), one field per kind."""
+
+
 class ChaosSettings(dg.Config, ChaosPlan):
     """Fault injection (`chaos.ChaosPlan`): the share of records hit per fault kind."""
+
+    rates: FaultRateSettings = Field(
+        default_factory=FaultRateSettings,
+        description=ChaosPlan.model_fields["rates"].description,
+    )
 
 
 class RecoverySettings(dg.Config, RecoveryPolicy):

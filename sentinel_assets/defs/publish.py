@@ -11,8 +11,9 @@ import os
 import dagster as dg
 import polars as pl
 
-from sentinel_assets import production, publish
+from sentinel_assets import production, publish, warehouse
 from sentinel_assets.defs.assets import REPORT_GROUP, TRANSIENT_RETRY
+from sentinel_assets.defs.failures import retry_transient_only
 from sentinel_assets.defs.metadata import markdown
 from sentinel_assets.defs.resources import WarehouseCatalog
 
@@ -47,10 +48,11 @@ class ReportPublisher(dg.ConfigurableResource):
 @dg.asset(
     deps=list(publish.PUBLISHED_TABLES),
     group_name=REPORT_GROUP,
-    pool="duckdb_catalog",  # reads the catalog file, like the report steps that write it
+    pool=warehouse.CATALOG_POOL,  # reads the catalog file, like the report steps that write it
     kinds={"postgres"},
     retry_policy=TRANSIENT_RETRY,
 )
+@retry_transient_only
 def published_reports(
     context: dg.AssetExecutionContext, catalog: WarehouseCatalog, report_publisher: ReportPublisher
 ) -> dg.MaterializeResult:

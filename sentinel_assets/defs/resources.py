@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError
 
 from sentinel_assets import paths, warehouse
 from sentinel_assets.contracts import PARTITION_KEY
@@ -22,6 +22,7 @@ from sentinel_assets.defs.config import (
     env_int,
 )
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
+from sentinel_assets.failures import settings_problem
 
 STORAGE_COMPATIBILITY = "v1.2.0"
 
@@ -34,6 +35,23 @@ class SentinelSettings(dg.ConfigurableResource):
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
     gates: GateSettings = Field(default_factory=GateSettings)
+    _invalid_settings: str | None = PrivateAttr(default=None)
+
+    def __init__(self, **values: object) -> None:
+        # A value Dagster's config types let through (a bound, an unknown fault kind) fails
+        # pydantic here, while the run sets up its resources: a run failure that `run_retries`
+        # would launch again. Kept instead, it fails the first step that uses the settings
+        # (`defs.failures.retry_transient_only`), once, with pydantic's message.
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            super().__init__()
+            self._invalid_settings = settings_problem(error)
+
+    @property
+    def invalid_settings(self) -> str | None:
+        """Pydantic's message when the run's settings are invalid, else None."""
+        return self._invalid_settings
 
 
 class WarehouseCatalog(DuckDBResource):

@@ -1,0 +1,53 @@
+"""Which errors are worth another attempt: a locked file, a dropped connection or a busy or
+full disk may be gone seconds later; a bad value, an unknown region or a broken contract will
+fail the same way every time, so retrying it only delays the message."""
+
+import errno
+
+import duckdb
+from pydantic import ValidationError
+
+TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.EAGAIN,
+        errno.EBUSY,
+        errno.ENOSPC,
+        errno.EPIPE,
+        errno.ECONNRESET,
+        errno.ECONNREFUSED,
+        errno.ECONNABORTED,
+        errno.ETIMEDOUT,
+    }
+)
+# How far down an exception's causes to look (a wrapped lock error is still a lock error).
+CAUSE_DEPTH = 5
+
+
+def _is_transient_itself(error: BaseException) -> bool:
+    if isinstance(error, duckdb.IOException):
+        return "lock" in str(error).lower()
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    return isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors another attempt may not meet: locks, connections, busy or full disks."""
+    seen: BaseException | None = error
+    for _ in range(CAUSE_DEPTH):
+        if seen is None:
+            return False
+        if _is_transient_itself(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def settings_problem(error: ValidationError) -> str:
+    """Pydantic's findings in one line each, named by field (`recovery.max_retries Input
+    should be less than or equal to 10`), without its input dumps and links."""
+    lines = [
+        f"{'.'.join(str(part) for part in found['loc']) or 'settings'} {found['msg']}"
+        for found in error.errors()
+    ]
+    return "Invalid settings: " + "; ".join(lines)
