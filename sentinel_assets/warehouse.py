@@ -95,13 +95,77 @@ class WrittenShard:
             return False
 
 
+class BrokenStorageError(ValueError):
+    """A shard or the catalog file that exists but cannot be read."""
+
+
+def rematerialize_hint(shard: Path) -> str:
+    """How to rebuild one shard: every shard is derived, so its partition is re-run."""
+    asset, region = shard.parent.name, shard.stem.removeprefix("region=")
+    return (
+        f"re-materialize {asset} for {region} (`sentinel demo --regions {region}`, or "
+        f"`dagster asset materialize -m sentinel_assets.definitions --select {asset} "
+        f"--partition {region}`)"
+    )
+
+
+def broken_shard(shard: Path, reason: str) -> BrokenStorageError:
+    first_line = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
+    return BrokenStorageError(
+        f"The shard {shard} is broken ({first_line}): {rematerialize_hint(shard)}."
+    )
+
+
 def read_partition(path: Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
-    """Load a shard, with a message that says which shard is missing."""
+    """Load a shard, with a message that says which shard is missing or broken."""
     if not path.exists():
         raise FileNotFoundError(
             f"no data at {path}: materialize {path.parent.name} for this region first"
         )
-    return pl.read_parquet(path, columns=list(columns) if columns else None)
+    try:
+        return pl.read_parquet(path, columns=list(columns) if columns else None)
+    except pl.exceptions.ComputeError as error:
+        raise broken_shard(path, str(error)) from None
+
+
+# DuckDB names the file it could not read as Parquet, e.g. "No magic bytes found at end of
+# file '/x/region=eu-west.parquet'".
+_PARQUET_IN_ERROR = re.compile(r"'([^']+\.parquet)'")
+NOT_A_CATALOG = "not a valid DuckDB database file"
+
+
+def broken_catalog(catalog: Path, reason: str) -> BrokenStorageError:
+    return BrokenStorageError(
+        f"The catalog {catalog} is not a readable DuckDB file ({reason.strip()}). It holds "
+        "views over the shards, the report tables and the alerts: `sentinel rebuild-catalog` "
+        "sets it aside and rebuilds it from the shards."
+    )
+
+
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+
+
+def is_duckdb_file(path: Path) -> bool:
+    """False for a file that exists but is not a DuckDB database (without opening it: the
+    IO manager's connection would retry a garbage file for minutes)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+    except FileNotFoundError:
+        return True  # created on first use
+    return len(header) == 0 or header[8:12] == DUCKDB_MAGIC
+
+
+def storage_problem(error: BaseException, catalog: Path | None = None) -> BrokenStorageError | None:
+    """The broken shard (or `catalog`) behind a DuckDB error, said with how to rebuild it."""
+    text = str(error)
+    if isinstance(error, duckdb.IOException) and NOT_A_CATALOG in text and catalog:
+        return broken_catalog(catalog, NOT_A_CATALOG)
+    if isinstance(error, duckdb.InvalidInputException | duckdb.IOException):
+        found = _PARQUET_IN_ERROR.search(text)
+        if found:
+            return broken_shard(Path(found.group(1)), text.split(": ", 1)[-1])
+    return None
 
 
 def _sql_string(value: str) -> str:
@@ -165,3 +229,51 @@ def create_table_from_sql(conn: duckdb.DuckDBPyConnection, table: str, sql: str)
     conn.execute(f"CREATE OR REPLACE TABLE {_identifier(table)} AS {sql.strip().rstrip(';')}")
     [(rows,)] = conn.execute(f"SELECT count(*) FROM {_identifier(table)}").fetchall()
     return rows
+
+
+@dataclass(frozen=True)
+class RebuiltCatalog:
+    """What `rebuild_catalog` did: where the old file went, the views made, alerts kept."""
+
+    set_aside: Path | None
+    views: list[str]
+    alerts_kept: int
+
+
+def _alerts_of(old: Path, conn: duckdb.DuckDBPyConnection) -> int:
+    """Copy the alerts of a readable old catalog (the one table that is not derived data)."""
+    try:
+        conn.execute(f"ATTACH {_sql_string(str(old))} AS old_catalog (READ_ONLY)")
+    except duckdb.Error:
+        return 0  # unreadable: its alerts are gone with it (the file is kept for forensics)
+    try:
+        tables = conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'old_catalog' "
+            "AND table_name = 'alerts'"
+        ).fetchall()[0][0]
+        if not tables:
+            return 0
+        conn.execute("INSERT OR IGNORE INTO alerts BY NAME SELECT * FROM old_catalog.alerts")
+        return conn.execute("SELECT count(*) FROM alerts").fetchall()[0][0]
+    finally:
+        conn.execute("DETACH old_catalog")
+
+
+def rebuild_catalog(
+    catalog: Path, tables_root: Path, stamp: str, config: dict[str, str] | None = None
+) -> RebuiltCatalog:
+    """Set the catalog file aside (kept as `<name>.set-aside-<stamp>`) and create a new one
+    from the shards: macros, views, and the alerts table with the old alerts when readable.
+    Report tables are rebuilt by materializing them again."""
+    set_aside = None
+    if catalog.exists():
+        set_aside = catalog.with_name(f"{catalog.name}.set-aside-{stamp}")
+        os.replace(catalog, set_aside)
+        wal = catalog.with_name(catalog.name + ".wal")
+        if wal.exists():
+            os.replace(wal, set_aside.with_name(set_aside.name + ".wal"))
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(catalog), config=config or {}) as conn:
+        views = create_views(conn, tables_root)
+        kept = _alerts_of(set_aside, conn) if set_aside else 0
+    return RebuiltCatalog(set_aside, views, kept)

@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -32,6 +33,7 @@ from sentinel_assets.cli.orchestrate import (
     instance_home,
     prepare_instance_home,
     run_fleet,
+    run_job,
     worker_pool,
 )
 from sentinel_assets.cli.progress import DEMO_TAG
@@ -67,7 +69,8 @@ def read_summary(catalog: Path) -> tuple[pl.DataFrame, OutcomeSummary]:
     try:
         conn = duckdb.connect(str(catalog), read_only=True)
     except duckdb.Error as error:
-        raise UsageError(f"cannot open {catalog}: {error}") from None
+        problem = warehouse.storage_problem(error, catalog)
+        raise UsageError(str(problem or f"cannot open {catalog}: {error}")) from None
     with conn:
         return conn.sql(warehouse.read_sql("region_summary.sql")).pl(), read_outcome_summary(conn)
 
@@ -172,6 +175,36 @@ class Terminated(SystemExit):
     """SIGTERM, raised where the main thread is, so every `finally` runs."""
 
 
+def rebuild_catalog_command(args: argparse.Namespace) -> int:
+    """`sentinel rebuild-catalog`: a new catalog from the shards, then the report tables."""
+    from sentinel_assets.defs.resources import STORAGE_COMPATIBILITY
+
+    home = paths.data_home()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    rebuilt = warehouse.rebuild_catalog(
+        paths.catalog_path(home),
+        paths.tables_root(home),
+        stamp,
+        config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
+    )
+    if rebuilt.set_aside:
+        console.print(f"The old catalog is kept as {rebuilt.set_aside}.", soft_wrap=True)
+    console.print(
+        f"New catalog {paths.catalog_path(home)}: views {', '.join(rebuilt.views) or '(none)'}; "
+        f"{rebuilt.alerts_kept:,} alerts kept.",
+        soft_wrap=True,
+    )
+    if not warehouse.has_shards(paths.tables_root(home), "sanitized_fleet"):
+        console.print("No fleet shards yet: run `sentinel demo` to build the report tables.")
+        return 0
+    instance_home()
+    with worker_pool(1) as pool:
+        prepare_instance_home()
+        report = pool.submit(run_job, "regional_report").result()
+    _print_outcome(report)
+    return 0 if report.success else 1
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM ends `sentinel` like Ctrl-C: through its clean-up, which ends its workers."""
 
@@ -258,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="mark runs whose process was killed as failed and free their pool slots",
     )
     free.set_defaults(handler=free_slots, writes=(paths.HOME_ENV, paths.DAGSTER_HOME_ENV))
+    rebuild = commands.add_parser(
+        "rebuild-catalog",
+        help="set a broken warehouse.duckdb aside and rebuild it from the shards",
+    )
+    rebuild.set_defaults(
+        handler=rebuild_catalog_command, writes=(paths.HOME_ENV, paths.DAGSTER_HOME_ENV)
+    )
     telemetry_commands.add_commands(commands)
     timeseries_commands.add_commands(commands)
     stream_commands.add_commands(commands)

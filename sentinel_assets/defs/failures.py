@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from sentinel_assets.failures import is_transient
+from sentinel_assets.warehouse import storage_problem
 
 
 def _refuse_invalid_settings(kwargs: dict[str, Any]) -> None:
@@ -24,8 +25,9 @@ def _classified(error: Exception) -> Exception:
     """The error itself when it is transient, else a Failure that is never retried."""
     if isinstance(error, dg.Failure | dg.RetryRequested) or is_transient(error):
         return error
+    broken = storage_problem(error)
     return dg.Failure(
-        description=f"{type(error).__name__}: {error}",
+        description=str(broken) if broken else f"{type(error).__name__}: {error}",
         metadata={"retried": False, "why": "a permanent error fails the same way every time"},
         allow_retries=False,
     )

@@ -70,6 +70,13 @@ class WarehouseCatalog(DuckDBResource):
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        if not warehouse.is_duckdb_file(Path(self.database)):
+            raise dg.Failure(
+                description=str(
+                    warehouse.broken_catalog(Path(self.database), warehouse.NOT_A_CATALOG)
+                ),
+                allow_retries=False,
+            )
         try:
             context = super().get_connection()
             conn = context.__enter__()
