@@ -53,11 +53,8 @@ def default_as_of() -> datetime:
         raise WarehouseError(f"SENTINEL_AS_OF: {error}.") from None
 
 
-@contextmanager
-def read_only(
-    path: Path, *, lock_wait: float = LOCK_RETRY_SECONDS
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection, closed on exit; waits out a writer's short lock."""
+def require_warehouse(path: Path) -> Path:
+    """`path` when it is a file; WarehouseError naming what to do when it is not."""
     path = Path(path)
     if path.is_dir():
         raise WarehouseError(
@@ -69,6 +66,15 @@ def read_only(
             f"No warehouse at {path}: run `make demo` (or materialize the "
             "fleet in Dagster) first, or set SENTINEL_HOME to its folder."
         )
+    return path
+
+
+@contextmanager
+def read_only(
+    path: Path, *, lock_wait: float = LOCK_RETRY_SECONDS
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection, closed on exit; waits out a writer's short lock."""
+    path = require_warehouse(path)
     deadline = time.monotonic() + lock_wait
     delay = 0.05
     while True:
@@ -538,6 +544,7 @@ def anomaly_days(path: Path) -> list[date]:
 
 
 def anomaly_inputs(path: Path, day: date) -> AnomalyInputs:
+    """The anomaly what-if's input for `day` (see `AnomalyInputs`)."""
     where = "WHERE event_date = ?"
     region_stats = query(
         path,
@@ -554,17 +561,11 @@ def anomaly_inputs(path: Path, day: date) -> AnomalyInputs:
         params=[day],
     )
     lake_root = paths.lake_root(Path(path).parent)
-    regions = region_stats["region"].to_list()
-    readings = (
-        pl.concat(
-            [partition_readings(lake_root, day, region) for region in regions], how="vertical"
-        ).collect()
-        if regions
-        else None
-    )
+    parts = [partition_readings(lake_root, day, r) for r in region_stats["region"].to_list()]
+    readings = pl.concat(parts, how="vertical").collect() if parts else None
     if readings is None or readings.is_empty():
         raise WarehouseError(
             f"The telemetry lake {lake_root} has no readings for {day}: the anomaly what-if "
-            "recomputes episodes from the readings the time series were built from."
+            "finds episodes again in the readings the time series were built from."
         )
     return AnomalyInputs(day, readings, anomalies, region_stats)

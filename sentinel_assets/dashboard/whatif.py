@@ -425,6 +425,17 @@ class AnomalyWhatIf:
     regions: pl.DataFrame  # compare_anomaly_rates
     changes: pl.DataFrame  # episode_changes
 
+    def wide_counts(self) -> pl.DataFrame:
+        """Region rows, one column per rule with its what-if episodes and one with the change."""
+        columns = [c for rule in RULES for c in (rule, f"{rule} change")]
+        if self.counts.is_empty():
+            return pl.DataFrame(schema={"region": pl.String, **dict.fromkeys(columns, pl.Int64)})
+        what_if = self.counts.pivot("rule", index="region", values="what_if")
+        change = self.counts.pivot("rule", index="region", values="change").rename(
+            {rule: f"{rule} change" for rule in RULES}
+        )
+        return what_if.join(change, on="region").select("region", *columns).sort("region")
+
     def rule_totals(self) -> dict[str, int]:
         totals = self.counts.group_by("rule").agg(pl.col("what_if").sum())
         found = dict(totals.iter_rows())
