@@ -15,6 +15,7 @@ import dataclasses
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import altair as alt
 import polars as pl
@@ -120,7 +121,9 @@ def compute_anomaly_whatif(
 
 def device_url(region: str, day: date | str, device_id: str) -> str:
     """The drill-down of a device's day, relative to the dashboard."""
-    return f"./?view=device&region={region}&date={day}&device={device_id}"
+    return "./?" + urlencode(
+        {"view": "device", "region": region, "date": str(day), "device": device_id}
+    )
 
 
 # --- views ---------------------------------------------------------------------------------
