@@ -443,12 +443,22 @@ def device_day(path: Path, region: str, device_id: str, day: date) -> DeviceDay:
             "ORDER BY episode_start_ts, rule",
             params=params,
         ).pl()
+    series, episodes = _utc(series), _utc(episodes)
     if series.is_empty():
         raise WarehouseError(
             f"Device {device_id} of {region} has no time series on {day}: it sent no reading "
             f"that day, or the {day}|{region} partition is not materialized."
         )
     return DeviceDay(region, device_id, day, series, episodes)
+
+
+def _utc(frame: pl.DataFrame) -> pl.DataFrame:
+    """Time-zoned columns in `UTC`, as the pipeline writes them (DuckDB names it `Etc/UTC`)."""
+    return frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone
+    )
 
 
 def slot_interval(series: pl.DataFrame) -> timedelta:
@@ -568,4 +578,4 @@ def anomaly_inputs(path: Path, day: date) -> AnomalyInputs:
             f"The telemetry lake {lake_root} has no readings for {day}: the anomaly what-if "
             "finds episodes again in the readings the time series were built from."
         )
-    return AnomalyInputs(day, readings, anomalies, region_stats)
+    return AnomalyInputs(day, readings, _utc(anomalies), region_stats)
