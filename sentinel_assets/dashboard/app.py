@@ -533,7 +533,7 @@ def anomaly_what_if_view(path: Path) -> None:
             delta=f"{row['what_if'] - row['materialized']:+,}",
             delta_color="off",
         )
-    columns[-1].metric("device rules whose episodes change", f"{result.changes.height:,}")
+    columns[-1].metric("device rules changed", f"{result.changes.height:,}")
     rate = f"{settings.max_anomaly_rate:.0%}"
     if result.starting:
         st.error(f"Would start alerting (anomaly rate above {rate}): {', '.join(result.starting)}.")
@@ -628,15 +628,25 @@ def device_chart(day: data.DeviceDay) -> alt.VConcatChart:
     shade_x = alt.X("start:T", scale=x_scale, title="UTC")
     panels = []
     colors = ["#1565c0", "#2e7d32", "#c62828", "#5d4037"]
+    formats = {"battery_voltage_v": ".2f"}
     for (value, title), color in zip(data.SERIES_VALUES.items(), colors, strict=True):
         part = points.filter(pl.col("value") == value)
-        base = alt.Chart(part).encode(
-            x=x, y=alt.Y("reading:Q", title=title, scale=alt.Scale(zero=False))
+        y = alt.Y(
+            "reading:Q",
+            title=title,
+            scale=alt.Scale(zero=False),
+            axis=alt.Axis(format=formats.get(value, "~g")),
+        )
+        base = alt.Chart(part).encode(x=x, y=y)
+        shape = alt.Shape(
+            "kind:N",
+            title="slot",
+            scale=alt.Scale(domain=list(KIND_SHAPES), range=list(KIND_SHAPES.values())),
         )
         layers = [
             alt.Chart(outages)
             .mark_rect(color="#9e9e9e", opacity=0.35)
-            .encode(x=shade_x, x2="end:T"),
+            .encode(x=shade_x, x2="end:T", tooltip=["start:T", "end:T", "slots"]),
             alt.Chart(episodes)
             .mark_rect(opacity=0.25)
             .encode(
@@ -650,20 +660,17 @@ def device_chart(day: data.DeviceDay) -> alt.VConcatChart:
                 tooltip=["rule", "start:T", "end:T", "readings"],
             ),
             base.mark_line(color=color, strokeWidth=1).encode(detail="segment:N"),
-            base.mark_point(filled=True, size=36, color=color).encode(
-                shape=alt.Shape(
-                    "kind:N",
-                    title="slot",
-                    scale=alt.Scale(domain=list(KIND_SHAPES), range=list(KIND_SHAPES.values())),
-                ),
-                opacity=alt.condition(
-                    alt.datum.kind == "measured", alt.value(1.0), alt.value(0.45)
+            # Measured: filled; interpolated: hollow (white inside), so they never look alike.
+            base.mark_point(size=40, strokeWidth=1.3, color=color, opacity=1).encode(
+                shape=shape,
+                fill=alt.condition(
+                    alt.datum.kind == "measured", alt.value(color), alt.value("white")
                 ),
                 tooltip=["slot_ts:T", "kind", alt.Tooltip("reading:Q", format=".2f")],
             ),
         ]
-        panels.append(alt.layer(*layers).properties(height=130, width=1000))
-    return alt.vconcat(*panels)
+        panels.append(alt.layer(*layers).properties(height=120, width=820))
+    return alt.vconcat(*panels).configure_legend(orient="top")
 
 
 def device_view(path: Path) -> None:
@@ -736,7 +743,7 @@ def device_view(path: Path) -> None:
     interval = data.slot_interval(day.series)
     st.caption(
         f"{device_id} on {chosen_day} (UTC), {interval.total_seconds() / 60:g}-minute slots: "
-        "circles measured (the mean of the slot's readings), faded triangles interpolated "
+        "filled circles measured (the mean of the slot's readings), hollow triangles interpolated "
         "(linear in time between real readings), grey bands outages (no line across them), "
         "coloured bands anomaly episodes by rule."
     )
