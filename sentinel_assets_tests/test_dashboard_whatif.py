@@ -357,7 +357,7 @@ def day_series(kinds: list[str], interval_minutes: int = 15) -> pl.DataFrame:
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.sampled_from("mio"), min_size=96, max_size=96))
 def test_chart_lines_never_bridge_an_outage_and_outage_bands_cover_exactly_the_outages(kinds):
     series = day_series(kinds)

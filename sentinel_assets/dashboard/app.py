@@ -740,6 +740,11 @@ def device_view(path: Path) -> None:
     cols[1].metric("Interpolated slots", counts["interpolated"])
     cols[2].metric("Outage slots", counts["outage"])
     cols[3].metric("Anomaly episodes", day.episodes.height)
+    written = data.partition_written_at(path, "device_timeseries", chosen_day, region)
+    if written is not None:
+        st.caption(
+            f"{chosen_day}|{region} time series materialized {written:%Y-%m-%d %H:%M:%S} UTC"
+        )
     interval = data.slot_interval(day.series)
     st.caption(
         f"{device_id} on {chosen_day} (UTC), {interval.total_seconds() / 60:g}-minute slots: "

@@ -383,6 +383,12 @@ def timeseries_version(path: Path) -> tuple[float, ...]:
     return tuple(f.stat().st_mtime_ns for f in files if f.exists())
 
 
+def partition_written_at(path: Path, table: str, day: date, region: str) -> datetime | None:
+    """When a time-series partition's file was last written (None when there is none)."""
+    file = store.partition_file(paths.tables_root(Path(path).parent), table, day, region)
+    return _mtime(file) if file.exists() else None
+
+
 def device_days(path: Path) -> pl.DataFrame:
     """Every materialized device day (`daily_device_stats`): region, event_date, device_id,
     its slot counts and anomaly episodes; the drill-down's selectors choose from these."""
