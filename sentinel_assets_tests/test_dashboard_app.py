@@ -367,7 +367,7 @@ query DashboardLaunchedRun($runId: ID!) {
 """
 
 
-def test_launch_with_this_policy_starts_a_fleet_refresh_run_with_the_chosen_thresholds(
+def test_launch_with_this_policy_starts_runs_with_the_chosen_thresholds(
     monkeypatch, demo_warehouse, tmp_path
 ):
     dagster_home = tmp_path / "dagster"
@@ -408,6 +408,25 @@ def test_launch_with_this_policy_starts_a_fleet_refresh_run_with_the_chosen_thre
 
         status = ui.wait_for_run(run_id, timeout=300)
         assert status is DagsterRunStatus.SUCCESS, ui.run_error_messages(run_id)
+
+        # The anomaly thresholds go to the time-series job of the day's partition.
+        at = open_app(monkeypatch, demo_warehouse, view="whatif", tab="anomalies")
+        at.slider(key="anom_signal_collapse_dbm").set_value(-100.0).run()
+        at.multiselect(key="anomaly_launch_regions").set_value([DEMO_REGION])
+        at.text_input(key="anomaly_launch_ui_url").set_value(base_url)
+        at.button(key="anomaly_launch").click().run()
+        assert not at.error, [e.value for e in at.error]
+        [(region, ts_run_id, _)] = at.session_state["anomaly_launched"]
+        run = ui.graphql(RUN_QUERY, {"runId": ts_run_id})["runOrError"]
+        assert (region, run["jobName"]) == (DEMO_REGION, "telemetry_timeseries_refresh")
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags["dagster/partition"] == f"{DEMO_DAY}|{DEMO_REGION}"
+        settings = yaml.safe_load(run["runConfigYaml"])["resources"]["timeseries"]["config"][
+            "settings"
+        ]
+        assert TimeseriesSettings(**settings) == TimeseriesSettings(signal_collapse_dbm=-100.0)
+        status = ui.wait_for_run(ts_run_id, timeout=300)
+        assert status is DagsterRunStatus.SUCCESS, ui.run_error_messages(ts_run_id)
     # The run applied the policy: its campaign status carries the chosen abort rule.
     campaign = shard(run_home, "campaign_status", "eu-west")
     assert campaign["abort_failure_rate"].to_list() == [0.45]
