@@ -596,3 +596,21 @@ def test_the_timeseries_launch_config_and_tags_are_what_the_job_accepts(definiti
         launch.launch_timeseries("http://127.0.0.1:9", settings, DAY, [])
     with pytest.raises(launch.LaunchError, match="mars"):
         launch.launch_timeseries("http://127.0.0.1:9", settings, DAY, ["mars"])
+
+
+def test_a_drill_down_link_is_made_only_for_a_valid_region_and_device_id():
+    rows = pl.DataFrame(
+        {
+            "region": ["eu-west", "eu-west", "mars", None],
+            "device_id": ["SN-EUW-00000003", "SN-EUW-3&view=x", "SN-EUW-00000003", "SN-EUW-1"],
+        }
+    )
+    links = rows.select(data.device_link("region", "device_id", DAY))["drill-down"].to_list()
+    assert links == [
+        f"./?view=device&region=eu-west&device=SN-EUW-00000003&date={DEMO_DAY}",
+        None,
+        None,
+        None,
+    ]
+    undated = rows.head(1).select(data.device_link("region", "device_id"))["drill-down"]
+    assert undated.to_list() == ["./?view=device&region=eu-west&device=SN-EUW-00000003"]

@@ -15,7 +15,6 @@ import dataclasses
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
 
 import altair as alt
 import polars as pl
@@ -116,13 +115,6 @@ def compute_anomaly_whatif(
     settings = whatif.make_timeseries_settings(dict(key))
     return whatif.anomaly_what_if(
         inputs.readings, inputs.anomalies, inputs.region_stats, day, settings
-    )
-
-
-def device_url(region: str, day: date | str, device_id: str) -> str:
-    """The drill-down of a device's day, relative to the dashboard."""
-    return "./?" + urlencode(
-        {"view": "device", "region": region, "date": str(day), "device": device_id}
     )
 
 
@@ -254,8 +246,11 @@ def triage(path: Path, version: tuple[float, ...]) -> None:
     shown = data.filter_quarantine(records, chosen_regions, chosen_codes, chosen_columns)
     st.metric("Records matching", f"{shown.height:,}", help=f"of {records.height:,} quarantined")
     st.dataframe(
-        shown.head(TRIAGE_ROWS_SHOWN).with_columns(pl.col("reasons").list.join(", ")),
+        shown.head(TRIAGE_ROWS_SHOWN).with_columns(
+            pl.col("reasons").list.join(", "), data.device_link("region_shard", "device_id")
+        ),
         hide_index=True,
+        column_config={"drill-down": st.column_config.LinkColumn("telemetry", display_text="day")},
     )
     if shown.height > TRIAGE_ROWS_SHOWN:
         st.caption(f"First {TRIAGE_ROWS_SHOWN} rows shown; the download has all of them.")
@@ -560,11 +555,7 @@ def anomaly_what_if_view(path: Path) -> None:
     changes = result.changes
     st.markdown(f"**Devices that gain or lose episodes** ({changes.height:,} device rules)")
     st.dataframe(
-        changes.head(CHANGED_ROWS_SHOWN).with_columns(
-            pl.struct("region", "device_id")
-            .map_elements(lambda key: device_url(key["region"], day, key["device_id"]), pl.String)
-            .alias("drill-down")
-        ),
+        changes.head(CHANGED_ROWS_SHOWN).with_columns(data.device_link("region", "device_id", day)),
         hide_index=True,
         column_config={
             "drill-down": st.column_config.LinkColumn("drill-down", display_text="open")

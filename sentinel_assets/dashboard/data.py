@@ -21,7 +21,7 @@ import duckdb
 import polars as pl
 
 from sentinel_assets import paths, warehouse
-from sentinel_assets.contracts import OUTCOME_STATUSES, UPDATE_STATUSES
+from sentinel_assets.contracts import DEVICE_ID_PATTERN, OUTCOME_STATUSES, REGIONS, UPDATE_STATUSES
 from sentinel_assets.recovery import DEFAULT_AS_OF, parse_as_of
 from sentinel_assets.telemetry import lake
 from sentinel_assets.timeseries import store
@@ -381,6 +381,19 @@ def timeseries_version(path: Path) -> tuple[float, ...]:
     files = [Path(path), *sorted(tables_root.glob("*/date=*/region=*.parquet"))]
     files += lake.event_files(lake_root)
     return tuple(f.stat().st_mtime_ns for f in files if f.exists())
+
+
+def device_link(region: str, device_id: str, day: date | None = None) -> pl.Expr:
+    """The drill-down URL (relative to the dashboard) of each row's device, from its
+    `region` and `device_id` columns (and the day, else the view opens the newest one);
+    NULL where either is not a valid region or device id (a broken quarantined record), so
+    a link never carries text that would need escaping."""
+    day_part = f"&date={day}" if day is not None else ""
+    valid = pl.col(device_id).str.contains(DEVICE_ID_PATTERN) & pl.col(region).is_in(list(REGIONS))
+    link = pl.format(
+        "./?view=device&region={}&device={}" + day_part, pl.col(region), pl.col(device_id)
+    )
+    return pl.when(valid.fill_null(False)).then(link).alias("drill-down")
 
 
 def partition_written_at(path: Path, table: str, day: date, region: str) -> datetime | None:
