@@ -2,7 +2,8 @@
 `streamlit run sentinel_assets/dashboard/app.py`.
 
 A thin layer: every number comes from `data` (read-only warehouse loads), `whatif` (the
-pipeline's own `decide_recovery` under the chosen policy) or `launch` (Dagster GraphQL).
+pipeline's own `decide_recovery` under the chosen policy, its own `anomaly_episodes` under the
+chosen anomaly thresholds) or `launch` (Dagster GraphQL).
 Views: `?view=overview` (default), `?view=triage` (with `&region=`), `?view=whatif`
 (recovery policy and anomaly thresholds), `?view=device` (with `&region=`, `&date=` and
 `&device=`: a device's day), `?view=upload` (a telemetry file into the landing zone, and its
