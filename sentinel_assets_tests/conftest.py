@@ -11,6 +11,8 @@ from sentinel_assets.definitions import defs
 from sentinel_assets.generate import generate_fleet
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+# The day and region of the demo warehouse's time series.
+DEMO_DAY, DEMO_REGION = "2026-10-31", "eu-west"
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +58,13 @@ def instance() -> dg.DagsterInstance:
 def demo_warehouse(tmp_path_factory: pytest.TempPathFactory, definitions: dg.Definitions) -> Path:
     """A small materialized warehouse (the dashboard's input): `fleet_refresh` for two regions
     (af-south's campaign halts at the default abort rule, eu-west's runs), then
-    `regional_report`, in process. Returns its SENTINEL_HOME."""
+    `regional_report`, then one day of time series (`telemetry_timeseries_refresh` for
+    DEMO_DAY|eu-west over a simulated lake of 40 devices, 48 readings a day), in process.
+    Returns its SENTINEL_HOME."""
     from sentinel_assets.defs.resources import build_resources
+    from sentinel_assets.telemetry import lake
+    from sentinel_assets.telemetry.ingest import ingest_file
+    from sentinel_assets.telemetry.simulate import SimulationPlan, simulate
 
     home = tmp_path_factory.mktemp("demo-warehouse") / "sentinel"
     with pytest.MonkeyPatch.context() as env, dg.DagsterInstance.ephemeral() as instance:
@@ -72,4 +79,15 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory, definitions: dg.Def
             instance=instance, resources=resources
         )
         assert report.success
+        plan = SimulationPlan(
+            days=2, devices_per_region=40, readings_per_day=48, regions=(DEMO_REGION,)
+        )
+        for path in simulate(home / "landing", plan):
+            ingest_file(path, home / "lake")
+        day = definitions.resolve_job_def("telemetry_timeseries_refresh").execute_in_process(
+            partition_key=lake.partition_key(DEMO_DAY, DEMO_REGION),
+            instance=instance,
+            resources=resources,
+        )
+        assert day.success
     return home

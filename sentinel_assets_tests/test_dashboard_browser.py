@@ -1,6 +1,7 @@
 """The dashboard as an operator sees it: `streamlit run` on a free 127.0.0.1 port over a demo
 warehouse, looked at in headless Debian Chromium (the harness in `browser.py`); a slider moved
-with the keyboard. Screenshots land in `test-artifacts/dashboard/` (git-ignored).
+with the keyboard; then a device's day and the anomaly what-if. Screenshots land in
+`test-artifacts/dashboard/` (git-ignored).
 
 Needs Streamlit (`.venv-dashboard`, run by `make test`) and Chromium (`make browser`).
 """
@@ -22,12 +23,14 @@ import requests
 from sentinel_assets import warehouse
 from sentinel_assets.defs.config import SimulationSettings
 from sentinel_assets.recovery import RecoveryPolicy, decide_recovery
+from sentinel_assets.timeseries import store
 from sentinel_assets_tests.browser import (
     _wait_until_settled,
     capture,
     chromium_page,
     require_chromium,
 )
+from sentinel_assets_tests.conftest import DEMO_DAY, DEMO_REGION
 from sentinel_assets_tests.webserver import free_port
 
 pytest.importorskip("streamlit", reason="Streamlit is in .venv-dashboard (make dashboard-install)")
@@ -148,6 +151,30 @@ def test_the_running_dashboard_shows_the_overview_and_a_slider_moves_the_what_if
         _wait_until_settled(page, time.monotonic() + 60)
         page.screenshot(path=str(ARTIFACTS / "whatif.png"), full_page=True)
         after = page.inner_text("body")
+
+        stats = store.read_partition(
+            demo_warehouse / "tables", "daily_device_stats", DEMO_DAY, DEMO_REGION
+        )  # the device with most anomaly episodes, then outages: every kind of mark shows
+        device = stats.sort(["anomaly_episodes", "slots_outage"], descending=True)["device_id"][0]
+        query = f"view=device&region={DEMO_REGION}&date={DEMO_DAY}&device={device}"
+        drill_down = capture(
+            page,
+            f"{url}/?{query}",
+            ARTIFACTS / "device.png",
+            wait_for_text=["Measured slots", "Outage slots"],
+            wait_for_selector="[data-testid='stVegaLiteChart']",
+            full_page=True,
+        )
+        assert device in drill_down and "Traceback" not in drill_down
+        anomalies = capture(
+            page,
+            f"{url}/?view=whatif&tab=anomalies",
+            ARTIFACTS / "whatif-anomalies.png",
+            wait_for_text=["Episodes per region and rule", "Launch with these thresholds"],
+            full_page=True,
+        )
+        assert "Traceback" not in anomalies
     assert changed_devices(after) == changed
     assert (ARTIFACTS / "overview.png").stat().st_size > 0
     assert (ARTIFACTS / "whatif.png").stat().st_size > 0
+    assert (ARTIFACTS / "device.png").stat().st_size > 0

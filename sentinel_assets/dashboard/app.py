@@ -2,16 +2,19 @@
 `streamlit run sentinel_assets/dashboard/app.py`.
 
 A thin layer: every number comes from `data` (read-only warehouse loads), `whatif` (the
-pipeline's own `decide_recovery` under the chosen policy) or `launch` (Dagster GraphQL).
-Views: `?view=overview` (default), `?view=triage` (with `&region=`), `?view=whatif`,
-`?view=upload` (a telemetry file into the landing zone, and its ingestion result).
+pipeline's own `decide_recovery` under the chosen policy, its own `anomaly_episodes` under the
+chosen anomaly thresholds) or `launch` (Dagster GraphQL).
+Views: `?view=overview` (default), `?view=triage` (with `&region=`), `?view=whatif`
+(recovery policy and anomaly thresholds), `?view=device` (with `&region=`, `&date=` and
+`&device=`: a device's day), `?view=upload` (a telemetry file into the landing zone, and its
+ingestion result).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import altair as alt
@@ -22,16 +25,21 @@ from sentinel_assets import paths
 from sentinel_assets.contracts import ACTIONS, REGIONS
 from sentinel_assets.dashboard import data, launch, upload, whatif
 from sentinel_assets.recovery import RecoveryPolicy
+from sentinel_assets.timeseries.anomalies import RULES
 
 VIEWS = {
     "overview": "Fleet overview",
     "triage": "Triage queue",
     "whatif": "What-if",
+    "device": "Device drill-down",
     "upload": "Upload telemetry",
 }
 CHANGED_ROWS_SHOWN = 200
 TRIAGE_ROWS_SHOWN = 500
 DEFAULT_POLICY = RecoveryPolicy()
+DEFAULT_TIMESERIES = whatif.DEFAULT_TIMESERIES
+RULE_COLORS = dict(zip(RULES, ["#d32f2f", "#f9a825", "#6a1b9a", "#00897b"], strict=True))
+KIND_SHAPES = {"measured": "circle", "interpolated": "triangle-up"}
 
 
 # --- caches: keyed on the warehouse's data version, so a refresh shows up on the next rerun --
@@ -74,6 +82,41 @@ def compute_whatif(
     inputs = load_whatif_inputs(path, version)
     policy = whatif.make_policy(dict(policy_key))
     return whatif.what_if(inputs.fleet, inputs.decisions, inputs.campaigns, policy, as_of=as_of)
+
+
+# Time-series caches are keyed on `data.timeseries_version` (partition files and lake batches).
+@st.cache_data(max_entries=4, show_spinner=False)
+def load_device_days(path: str, version: tuple[float, ...]) -> pl.DataFrame:
+    return data.device_days(Path(path))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def load_device_day(
+    path: str, version: tuple[float, ...], region: str, device_id: str, day: date
+) -> data.DeviceDay:
+    return data.device_day(Path(path), region, device_id, day)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def load_anomaly_days(path: str, version: tuple[float, ...]) -> list[date]:
+    return data.anomaly_days(Path(path))
+
+
+# A day's readings (with the adjacent days'), kept as one object like the sanitized fleet.
+@st.cache_resource(max_entries=2, show_spinner="Loading the day's readings ...")
+def load_anomaly_inputs(path: str, version: tuple[float, ...], day: date) -> data.AnomalyInputs:
+    return data.anomaly_inputs(Path(path), day)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def compute_anomaly_whatif(
+    path: str, version: tuple[float, ...], day: date, key: tuple[tuple[str, object], ...]
+) -> whatif.AnomalyWhatIf:
+    inputs = load_anomaly_inputs(path, version, day)
+    settings = whatif.make_timeseries_settings(dict(key))
+    return whatif.anomaly_what_if(
+        inputs.readings, inputs.anomalies, inputs.region_stats, day, settings
+    )
 
 
 # --- views ---------------------------------------------------------------------------------
@@ -204,8 +247,11 @@ def triage(path: Path, version: tuple[float, ...]) -> None:
     shown = data.filter_quarantine(records, chosen_regions, chosen_codes, chosen_columns)
     st.metric("Records matching", f"{shown.height:,}", help=f"of {records.height:,} quarantined")
     st.dataframe(
-        shown.head(TRIAGE_ROWS_SHOWN).with_columns(pl.col("reasons").list.join(", ")),
+        shown.head(TRIAGE_ROWS_SHOWN).with_columns(
+            pl.col("reasons").list.join(", "), data.device_link("region_shard", "device_id")
+        ),
         hide_index=True,
+        column_config={"drill-down": st.column_config.LinkColumn("telemetry", display_text="day")},
     )
     if shown.height > TRIAGE_ROWS_SHOWN:
         st.caption(f"First {TRIAGE_ROWS_SHOWN} rows shown; the download has all of them.")
@@ -295,7 +341,21 @@ def policy_controls() -> tuple[dict[str, object], str]:
     return values, as_of
 
 
+WHATIF_TABS = {"recovery": "Recovery policy", "anomalies": "Anomaly thresholds"}
+
+
 def what_if_view(path: Path, version: tuple[float, ...]) -> None:
+    """Two tabs (`&tab=recovery`, default, or `&tab=anomalies`); the anomaly tab is drawn
+    first so that a warehouse without a fleet still shows it."""
+    wanted = WHATIF_TABS.get(st.query_params.get("tab", ""), WHATIF_TABS["recovery"])
+    recovery_tab, anomaly_tab = st.tabs(list(WHATIF_TABS.values()), default=wanted)
+    with anomaly_tab:
+        anomaly_what_if_view(path)
+    with recovery_tab:
+        recovery_what_if_view(path, version)
+
+
+def recovery_what_if_view(path: Path, version: tuple[float, ...]) -> None:
     st.subheader("What-if: change the recovery policy")
     values, as_of_text = policy_controls()
     try:
@@ -390,6 +450,310 @@ def launch_section(policy: RecoveryPolicy, result: whatif.WhatIf) -> None:
         st.markdown(f"- {region}: run [`{run_id[:8]}`]({url}) launched")
 
 
+def anomaly_controls() -> dict[str, object]:
+    """A slider for every anomaly threshold, grouped by rule, starting at the defaults."""
+    groups = {
+        "Hot and low battery": ["hot_temperature_c", "low_battery_pct"],
+        "Voltage sag": ["sag_voltage_v", "sag_min_battery_pct"],
+        "Signal collapse": ["signal_collapse_dbm"],
+        "Temperature z-score": ["zscore_threshold", "zscore_window_minutes", "zscore_min_readings"],
+        "Region alert": ["max_anomaly_rate"],
+    }
+    by_name = {t.name: t for t in whatif.ANOMALY_THRESHOLDS}
+    values: dict[str, object] = {}
+    for column, (title, names) in zip(st.columns(len(groups)), groups.items(), strict=True):
+        with column:
+            st.markdown(f"**{title}**")
+            for name in names:
+                t = by_name[name]
+                default = getattr(DEFAULT_TIMESERIES, name)
+                label = f"{t.label} ({t.unit})" if t.unit else t.label
+                kind = int if t.integer else float
+                values[name] = st.slider(
+                    label,
+                    kind(t.low),
+                    kind(t.high),
+                    kind(default),
+                    kind(t.step),
+                    key=f"anom_{name}",
+                )
+    return values
+
+
+def anomaly_what_if_view(path: Path) -> None:
+    st.subheader("What-if: change the anomaly thresholds")
+    version = data.timeseries_version(path)
+    try:
+        days = load_anomaly_days(str(path), version)
+    except data.WarehouseError as error:
+        st.info(str(error))
+        return
+    if not days:
+        st.info("No day has materialized time series yet.")
+        return
+    day = st.selectbox("Day", days, key="anomaly_day")
+    values = anomaly_controls()
+    try:
+        settings = whatif.make_timeseries_settings(values)
+    except ValueError as error:
+        st.error(f"These thresholds cannot be applied: {error}.")
+        return
+    started = time.perf_counter()
+    try:
+        result = compute_anomaly_whatif(str(path), version, day, tuple(values.items()))
+    except data.WarehouseError as error:
+        st.info(str(error))
+        return
+    seconds = time.perf_counter() - started
+    inputs = load_anomaly_inputs(str(path), version, day)
+    other = whatif.materialized_with_other_thresholds(inputs.anomalies)
+    if other:
+        st.warning(
+            "The materialized episodes were found with other thresholds than the defaults "
+            f"these sliders start at ({'; '.join(other)}), so the changes below include that "
+            "difference."
+        )
+    st.markdown(
+        f"**Anomaly episodes on {day}, all regions** (what-if vs materialized "
+        f"`telemetry_anomalies`; recomputed with the pipeline's `anomaly_episodes` over "
+        f"{inputs.readings.height:,} readings in {seconds:.2f} s)"
+    )
+    totals = result.counts.group_by("rule").agg(pl.col("materialized", "what_if").sum())
+    by_rule = {row["rule"]: row for row in totals.iter_rows(named=True)}
+    columns = st.columns(len(RULES) + 1)
+    for column, rule in zip(columns, RULES, strict=False):
+        row = by_rule.get(rule, {"what_if": 0, "materialized": 0})
+        column.metric(
+            rule,
+            f"{row['what_if']:,}",
+            delta=f"{row['what_if'] - row['materialized']:+,}",
+            delta_color="off",
+        )
+    columns[-1].metric("device rules changed", f"{result.changes.height:,}")
+    rate = f"{settings.max_anomaly_rate:.0%}"
+    if result.starting:
+        st.error(f"Would start alerting (anomaly rate above {rate}): {', '.join(result.starting)}.")
+    if result.stopping:
+        st.success(f"Would stop alerting: {', '.join(result.stopping)}.")
+    if not result.starting and not result.stopping:
+        st.info("No region would start or stop alerting.")
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Episodes per region and rule** (what-if, and change vs materialized)")
+        st.dataframe(result.wide_counts(), hide_index=True)
+    with right:
+        st.markdown(f"**Regions against the anomaly alert rate ({rate})**")
+        st.dataframe(
+            percent(result.regions, "anomaly_rate", "anomaly_rate_before"),
+            hide_index=True,
+            column_config={
+                "anomaly_rate": st.column_config.NumberColumn("rate %", format="%.1f"),
+                "anomaly_rate_before": st.column_config.NumberColumn("rate now %", format="%.1f"),
+                "alert_before": st.column_config.CheckboxColumn("alerts now"),
+                "alert": st.column_config.CheckboxColumn("would alert"),
+            },
+        )
+    changes = result.changes
+    st.markdown(f"**Devices that gain or lose episodes** ({changes.height:,} device rules)")
+    st.dataframe(
+        changes.head(CHANGED_ROWS_SHOWN).with_columns(data.device_link("region", "device_id", day)),
+        hide_index=True,
+        column_config={
+            "drill-down": st.column_config.LinkColumn("drill-down", display_text="open")
+        },
+        key="anomaly_changes",
+    )
+    st.download_button(
+        "Download devices that gain or lose episodes (CSV)",
+        data=lambda: data.to_csv(changes),
+        file_name=f"anomaly_whatif_changes_{day}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="anomaly_csv",
+    )
+    anomaly_launch_section(settings, day, result)
+
+
+def anomaly_launch_section(
+    settings: whatif.TimeseriesSettings, day: date, result: whatif.AnomalyWhatIf
+) -> None:
+    st.divider()
+    st.markdown(
+        f"**Launch with these thresholds** - a `{launch.TIMESERIES_JOB}` run per region for "
+        f"{day}, the thresholds as run config (`resources.timeseries.config.settings`): it "
+        "rewrites that day's time-series tables with them"
+    )
+    regions = result.regions["region"].to_list()
+    left, right = st.columns([2, 1])
+    chosen = left.multiselect("Regions", regions, default=regions, key="anomaly_launch_regions")
+    base_url = right.text_input("Dagster UI", value=launch.ui_url(), key="anomaly_launch_ui_url")
+    if st.button("Launch with these thresholds", key="anomaly_launch"):
+        try:
+            runs = launch.launch_timeseries(base_url, settings, day, chosen)
+        except launch.LaunchError as error:
+            st.error(str(error))
+        else:
+            st.session_state["anomaly_launched"] = [(r.region, r.run_id, r.url) for r in runs]
+    for region, run_id, url in st.session_state.get("anomaly_launched", []):
+        st.markdown(f"- {day} {region}: run [`{run_id[:8]}`]({url}) launched")
+
+
+def device_chart(day: data.DeviceDay) -> alt.VConcatChart:
+    """One panel per value over the UTC day: a line per stretch between outages, measured
+    points as circles and interpolated ones as triangles, outages grey, episodes shaded in
+    their rule's colour."""
+    interval = data.slot_interval(day.series)
+
+    def naive(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(
+            pl.col(c).dt.replace_time_zone(None)
+            for c, t in frame.schema.items()
+            if isinstance(t, pl.Datetime)
+        )
+
+    points = naive(data.series_points(day.series))
+    outages = naive(data.outage_ranges(day.series))
+    episodes = naive(data.episode_ranges(day.episodes, interval))
+    start = datetime.combine(day.day, datetime.min.time())
+    x_scale = alt.Scale(type="utc", domain=[start, start + timedelta(days=1)])
+    x = alt.X("slot_ts:T", title="UTC", scale=x_scale, axis=alt.Axis(format="%H:%M"))
+    shade_x = alt.X("start:T", scale=x_scale, title="UTC")
+    panels = []
+    colors = ["#1565c0", "#2e7d32", "#c62828", "#5d4037"]
+    formats = {"battery_voltage_v": ".2f"}
+    for (value, title), color in zip(data.SERIES_VALUES.items(), colors, strict=True):
+        part = points.filter(pl.col("value") == value)
+        y = alt.Y(
+            "reading:Q",
+            title=title,
+            scale=alt.Scale(zero=False),
+            axis=alt.Axis(format=formats.get(value, "~g")),
+        )
+        base = alt.Chart(part).encode(x=x, y=y)
+        shape = alt.Shape(
+            "kind:N",
+            title="slot",
+            scale=alt.Scale(domain=list(KIND_SHAPES), range=list(KIND_SHAPES.values())),
+        )
+        layers = [
+            alt.Chart(outages)
+            .mark_rect(color="#9e9e9e", opacity=0.35)
+            .encode(x=shade_x, x2="end:T", tooltip=["start:T", "end:T", "slots"]),
+            alt.Chart(episodes)
+            .mark_rect(opacity=0.25)
+            .encode(
+                x=shade_x,
+                x2="end:T",
+                color=alt.Color(
+                    "rule:N",
+                    title="anomaly episode",
+                    scale=alt.Scale(domain=list(RULE_COLORS), range=list(RULE_COLORS.values())),
+                ),
+                tooltip=["rule", "start:T", "end:T", "readings"],
+            ),
+            base.mark_line(color=color, strokeWidth=1).encode(detail="segment:N"),
+            # Measured: filled; interpolated: hollow (white inside), so they never look alike.
+            base.mark_point(size=40, strokeWidth=1.3, color=color, opacity=1).encode(
+                shape=shape,
+                fill=alt.condition(
+                    alt.datum.kind == "measured", alt.value(color), alt.value("white")
+                ),
+                tooltip=["slot_ts:T", "kind", alt.Tooltip("reading:Q", format=".2f")],
+            ),
+        ]
+        panels.append(alt.layer(*layers).properties(height=120, width=820))
+    return alt.vconcat(*panels).configure_legend(orient="top")
+
+
+def device_view(path: Path) -> None:
+    st.subheader("Device drill-down: a device's day")
+    version = data.timeseries_version(path)
+    try:
+        days = load_device_days(str(path), version)
+    except data.WarehouseError as error:
+        st.info(str(error))
+        return
+    if days.is_empty():
+        st.info("No device day is materialized yet.")
+        return
+    params = st.query_params
+    regions = sorted(days["region"].unique().to_list())
+    wanted_region = params.get("region")
+    left, middle, right = st.columns(3)
+    region = left.selectbox(
+        "Region",
+        regions,
+        index=regions.index(wanted_region) if wanted_region in regions else 0,
+        key="device_region",
+    )
+    dates = sorted(
+        days.filter(pl.col("region") == region)["event_date"].unique().to_list(), reverse=True
+    )
+    wanted_date = params.get("date")
+    as_text = [str(d) for d in dates]
+    chosen_day = middle.selectbox(
+        "Date",
+        dates,
+        index=as_text.index(wanted_date) if wanted_date in as_text else 0,
+        key="device_date",
+    )
+    search = right.text_input("Device id contains", key="device_search")
+    found = data.find_devices(days, region, chosen_day, search)
+    wanted_device = params.get("device")
+    if (
+        wanted_device
+        and wanted_device not in data.find_devices(days, region, chosen_day)["device_id"].to_list()
+    ):
+        st.info(
+            f"Device {wanted_device} has no time series in {region} on {chosen_day}: it sent "
+            "no reading that day, or that partition is not materialized. Choose another below."
+        )
+    if found.is_empty():
+        st.info(f"No device of {region} on {chosen_day} has an id containing {search!r}.")
+        return
+    options = found["device_id"].to_list()
+    episodes = dict(zip(options, found["anomaly_episodes"].to_list(), strict=True))
+    device_id = st.selectbox(
+        f"Device ({len(options):,} match; most anomaly episodes first)",
+        options,
+        index=options.index(wanted_device) if wanted_device in options else 0,
+        format_func=lambda d: f"{d} ({episodes[d]} anomaly episodes)",
+        key="device_id",
+    )
+    params.update({"region": region, "date": str(chosen_day), "device": device_id})
+    try:
+        day = load_device_day(str(path), version, region, device_id, chosen_day)
+    except data.WarehouseError as error:
+        st.info(str(error))
+        return
+    counts = day.slot_counts()
+    cols = st.columns(4)
+    cols[0].metric("Measured slots", counts["measured"])
+    cols[1].metric("Interpolated slots", counts["interpolated"])
+    cols[2].metric("Outage slots", counts["outage"])
+    cols[3].metric("Anomaly episodes", day.episodes.height)
+    written = data.partition_written_at(path, "device_timeseries", chosen_day, region)
+    if written is not None:
+        st.caption(
+            f"{chosen_day}|{region} time series materialized {written:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    interval = data.slot_interval(day.series)
+    st.caption(
+        f"{device_id} on {chosen_day} (UTC), {interval.total_seconds() / 60:g}-minute slots: "
+        "filled circles measured (the mean of the slot's readings), hollow triangles interpolated "
+        "(linear in time between real readings), grey bands outages (no line across them), "
+        "coloured bands anomaly episodes by rule."
+    )
+    st.altair_chart(device_chart(day))
+    st.markdown(f"**Anomaly episodes** ({day.episodes.height})")
+    if day.episodes.is_empty():
+        st.caption("No anomaly episode on this day.")
+    else:
+        st.dataframe(day.episodes, hide_index=True, key="device_episodes")
+    with st.expander("Slots of the day"):
+        st.dataframe(day.series.with_columns(data.slot_kind()), hide_index=True, key="device_slots")
+
+
 def upload_view() -> None:
     st.subheader("Upload a telemetry file")
     landing, lake = paths.landing_root(), paths.lake_root()
@@ -454,9 +818,13 @@ def main() -> None:
         return
     path = data.warehouse_path()
     try:
+        data.require_warehouse(path)
         version = data.data_version(path)
         freshness(path)
-        {"overview": overview, "triage": triage, "whatif": what_if_view}[view](path, version)
+        if view == "device":
+            device_view(path)
+        else:
+            {"overview": overview, "triage": triage, "whatif": what_if_view}[view](path, version)
     except data.WarehouseError as error:
         st.error(str(error))
 

@@ -1,5 +1,7 @@
 """Send a recovery policy back to Dagster: one `fleet_refresh` run per chosen region,
-launched through the webserver's GraphQL API with the policy as run config.
+launched through the webserver's GraphQL API with the policy as run config; and anomaly
+thresholds: one `telemetry_timeseries_refresh` run per chosen date x region partition with
+the time-series settings as run config.
 
 Plain HTTP (the standard library) against the documented GraphQL schema: the dashboard does
 not import Dagster. Runs go through the instance's run coordinator like a launch from the UI
@@ -14,13 +16,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sentinel_assets.contracts import validate_region
 from sentinel_assets.dashboard.whatif import policy_values
 from sentinel_assets.recovery import RecoveryPolicy
+from sentinel_assets.timeseries.settings import TimeseriesSettings
 
 JOB = "fleet_refresh"
+TIMESERIES_JOB = "telemetry_timeseries_refresh"
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 LAUNCH_TAG = "sentinel/launched_from"
 
@@ -126,6 +131,42 @@ def launch_policy(
     link_url: str | None = None,
 ) -> list[LaunchedRun]:
     """Launch `fleet_refresh` for each region with `policy`; the runs and their UI links."""
+    partitions = [(region, {"dagster/partition": region}) for region in _valid_regions(regions)]
+    return _launch(base_url, JOB, run_config(policy), partitions, tags, link_url)
+
+
+def timeseries_run_config(settings: TimeseriesSettings) -> dict[str, Any]:
+    """`telemetry_timeseries_refresh` run config carrying every time-series setting
+    (`resources.timeseries.config.settings`), the anomaly thresholds among them."""
+    return {"resources": {"timeseries": {"config": {"settings": settings.model_dump()}}}}
+
+
+def partition_tags(day: date, region: str) -> dict[str, str]:
+    """Run tags of one date x region partition: the key and each of its two dimensions."""
+    key = f"{day}|{region}"
+    return {
+        "dagster/partition": key,
+        "dagster/partition/date": str(day),
+        "dagster/partition/region": region,
+    }
+
+
+def launch_timeseries(
+    base_url: str,
+    settings: TimeseriesSettings,
+    day: date,
+    regions: Sequence[str],
+    *,
+    tags: Mapping[str, str] | None = None,
+    link_url: str | None = None,
+) -> list[LaunchedRun]:
+    """Launch `telemetry_timeseries_refresh` for `day` and each region with `settings`."""
+    partitions = [(region, partition_tags(day, region)) for region in _valid_regions(regions)]
+    config = timeseries_run_config(settings)
+    return _launch(base_url, TIMESERIES_JOB, config, partitions, tags, link_url)
+
+
+def _valid_regions(regions: Sequence[str]) -> list[str]:
     if not regions:
         raise LaunchError("Choose at least one region to launch.")
     for region in regions:
@@ -133,18 +174,29 @@ def launch_policy(
             validate_region(region)
         except ValueError as error:
             raise LaunchError(f"{error}.") from None
-    location, repository = find_job(base_url)
-    config = run_config(policy)
+    return list(regions)
+
+
+def _launch(
+    base_url: str,
+    job: str,
+    config: Mapping[str, Any],
+    partitions: Sequence[tuple[str, Mapping[str, str]]],
+    tags: Mapping[str, str] | None,
+    link_url: str | None,
+) -> list[LaunchedRun]:
+    """One run of `job` per (region, partition tags), all with `config`."""
+    location, repository = find_job(base_url, job)
     launched = []
-    for region in regions:
-        all_tags = {LAUNCH_TAG: "dashboard", **(tags or {}), "dagster/partition": region}
+    for region, partition in partitions:
+        all_tags = {LAUNCH_TAG: "dashboard", **(tags or {}), **partition}
         params = {
             "selector": {
                 "repositoryLocationName": location,
                 "repositoryName": repository,
-                "jobName": JOB,
+                "jobName": job,
             },
-            "runConfigData": config,
+            "runConfigData": dict(config),
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]},
         }
         result = graphql(base_url, _LAUNCH_RUN_MUTATION, {"executionParams": params})["launchRun"]

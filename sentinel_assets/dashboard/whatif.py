@@ -1,5 +1,8 @@
 """What-if: the recovery policy's thresholds changed, decided again with the pipeline's own
-`recovery.decide_recovery` over the sanitized fleet, and compared with what was materialized.
+`recovery.decide_recovery` over the sanitized fleet, and compared with what was materialized;
+and the anomaly rules' thresholds changed, the episodes found again with the pipeline's own
+`timeseries.anomalies.anomaly_episodes` over a day's readings, compared with
+`telemetry_anomalies` and `daily_region_stats`.
 
 Plain Polars over frames the caller loaded (see `data.whatif_inputs`); the dashboard keeps
 the sanitized fleet in memory, so a changed threshold costs one `decide_recovery` call plus a
@@ -11,13 +14,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
+import pydantic
 
 from sentinel_assets.contracts import ACTIONS, BOUNDS, FAILURE_KINDS
 from sentinel_assets.recovery import RecoveryPolicy, campaign_health, decide_recovery
+from sentinel_assets.timeseries.anomalies import RULES, anomaly_episodes, rule_conditions
+from sentinel_assets.timeseries.settings import TimeseriesSettings
 
 KEY = ("region", "record_id")
 NO_ACTION = "none"  # a device with no decision: healthy, or pending in a running campaign
@@ -282,3 +288,193 @@ def what_if(
         campaigns=compare_campaigns(materialized_campaigns, campaign_health(fleet, policy)),
         changes=changed_devices(materialized_decisions, decisions),
     )
+
+
+# --- anomaly thresholds ---------------------------------------------------------------------
+
+ANOMALY_THRESHOLDS: tuple[Threshold, ...] = (
+    Threshold(
+        "hot_temperature_c", "Hot: temperature above", *_bounds("temperature_c"), 1, unit="°C"
+    ),
+    Threshold("low_battery_pct", "Hot: while battery below", 0, 100, 1, unit="%"),
+    Threshold("sag_voltage_v", "Sag: voltage below", *_bounds("battery_voltage_v"), 0.01, unit="V"),
+    Threshold("sag_min_battery_pct", "Sag: while battery at least", 0, 100, 1, unit="%"),
+    Threshold(
+        "signal_collapse_dbm", "Signal collapse below", *_bounds("signal_dbm"), 1, unit="dBm"
+    ),
+    Threshold("zscore_threshold", "Temperature |z-score| above", 0.1, 10, 0.1),
+    Threshold("zscore_window_minutes", "Z-score window", 60, 24 * 60, 15, integer=True, unit="min"),
+    Threshold("zscore_min_readings", "Z-score: minimum readings", 3, 96, 1, integer=True),
+    Threshold("max_anomaly_rate", "Alert: anomaly rate above", 0.0, 1.0, 0.01),
+)
+# The anomaly what-if compares against these (the sliders' starting values).
+DEFAULT_TIMESERIES = TimeseriesSettings()
+
+
+def make_timeseries_settings(
+    values: Mapping[str, Any], base: TimeseriesSettings = DEFAULT_TIMESERIES
+) -> TimeseriesSettings:
+    """`base` with (some of) its anomaly thresholds replaced; ValueError names a bad one."""
+    known = {t.name for t in ANOMALY_THRESHOLDS}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown anomaly threshold(s): {', '.join(unknown)}")
+    try:
+        return TimeseriesSettings(**{**base.model_dump(), **values})
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ValueError(f"{where}: {first['msg']}") from None
+
+
+def anomaly_values(settings: TimeseriesSettings) -> dict[str, Any]:
+    """The anomaly thresholds of `settings` (a hashable cache key once made a tuple)."""
+    return {t.name: getattr(settings, t.name) for t in ANOMALY_THRESHOLDS}
+
+
+def episodes_by_region_rule(episodes: pl.DataFrame) -> pl.DataFrame:
+    return episodes.group_by("region", "rule").agg(pl.len().cast(pl.Int64).alias("episodes"))
+
+
+def compare_rule_counts(materialized: pl.DataFrame, what_if: pl.DataFrame) -> pl.DataFrame:
+    """Every region (of either side) x rule: materialized and what-if episodes, the change."""
+    regions = pl.concat([materialized.select("region"), what_if.select("region")]).unique()
+    grid = regions.join(pl.DataFrame({"rule": list(RULES)}), how="cross")
+    before = episodes_by_region_rule(materialized).rename({"episodes": "materialized"})
+    after = episodes_by_region_rule(what_if).rename({"episodes": "what_if"})
+    return (
+        grid.join(before, on=["region", "rule"], how="left")
+        .join(after, on=["region", "rule"], how="left")
+        .with_columns(pl.col("materialized", "what_if").fill_null(0))
+        .with_columns((pl.col("what_if") - pl.col("materialized")).alias("change"))
+        .with_columns(pl.col("rule").cast(pl.Enum(list(RULES))))
+        .sort("region", "rule")
+        .with_columns(pl.col("rule").cast(pl.String))
+    )
+
+
+def compare_anomaly_rates(
+    region_stats: pl.DataFrame, what_if: pl.DataFrame, max_anomaly_rate: float
+) -> pl.DataFrame:
+    """Per region of the materialized statistics: devices, devices with an episode and the
+    anomaly rate under the what-if, whether it alerts (rate above `max_anomaly_rate`, the rule
+    of the `anomaly_rate_within_limit` check) and how that compares with the materialized
+    verdict: starts alerting, stops alerting, stays alerting or stays quiet."""
+    with_episode = what_if.group_by("region").agg(
+        pl.col("device_id").n_unique().cast(pl.Int64).alias("devices_with_anomaly")
+    )
+    return (
+        region_stats.select(
+            "region",
+            "devices",
+            pl.col("devices_with_anomaly").alias("devices_with_anomaly_before"),
+            pl.col("anomaly_rate").alias("anomaly_rate_before"),
+            (pl.col("anomaly_rate") > pl.col("max_anomaly_rate")).alias("alert_before"),
+        )
+        .join(with_episode, on="region", how="left")
+        .with_columns(pl.col("devices_with_anomaly").fill_null(0))
+        .with_columns((pl.col("devices_with_anomaly") / pl.col("devices")).alias("anomaly_rate"))
+        .with_columns((pl.col("anomaly_rate") > max_anomaly_rate).alias("alert"))
+        .with_columns(
+            pl.when(pl.col("alert") & ~pl.col("alert_before"))
+            .then(pl.lit("starts alerting"))
+            .when(~pl.col("alert") & pl.col("alert_before"))
+            .then(pl.lit("stops alerting"))
+            .when(pl.col("alert"))
+            .then(pl.lit("stays alerting"))
+            .otherwise(pl.lit("stays quiet"))
+            .alias("verdict")
+        )
+        .select(
+            "region",
+            "verdict",
+            "devices",
+            "devices_with_anomaly_before",
+            "devices_with_anomaly",
+            "anomaly_rate_before",
+            "anomaly_rate",
+            "alert_before",
+            "alert",
+        )
+        .sort("region")
+    )
+
+
+def episode_changes(materialized: pl.DataFrame, what_if: pl.DataFrame) -> pl.DataFrame:
+    """Devices and rules whose number of episodes differs: region, device_id, rule,
+    episodes_before, episodes_after, change (positive: the device gains episodes)."""
+    keys = ["region", "device_id", "rule"]
+    before = materialized.group_by(keys).agg(pl.len().cast(pl.Int64).alias("episodes_before"))
+    after = what_if.group_by(keys).agg(pl.len().cast(pl.Int64).alias("episodes_after"))
+    return (
+        before.join(after, on=keys, how="full", coalesce=True)
+        .with_columns(pl.col("episodes_before", "episodes_after").fill_null(0))
+        .with_columns((pl.col("episodes_after") - pl.col("episodes_before")).alias("change"))
+        .filter(pl.col("change") != 0)
+        .sort(keys)
+    )
+
+
+@dataclass(frozen=True)
+class AnomalyWhatIf:
+    """The episodes of a day under other anomaly thresholds and how they differ."""
+
+    settings: TimeseriesSettings
+    episodes: pl.DataFrame  # anomaly_episodes' output, unchanged
+    counts: pl.DataFrame  # region, rule, materialized, what_if, change
+    regions: pl.DataFrame  # compare_anomaly_rates
+    changes: pl.DataFrame  # episode_changes
+
+    def wide_counts(self) -> pl.DataFrame:
+        """Region rows, one column per rule with its what-if episodes and one with the change."""
+        columns = [c for rule in RULES for c in (rule, f"{rule} change")]
+        if self.counts.is_empty():
+            return pl.DataFrame(schema={"region": pl.String, **dict.fromkeys(columns, pl.Int64)})
+        what_if = self.counts.pivot("rule", index="region", values="what_if")
+        change = self.counts.pivot("rule", index="region", values="change").rename(
+            {rule: f"{rule} change" for rule in RULES}
+        )
+        return what_if.join(change, on="region").select("region", *columns).sort("region")
+
+    def rule_totals(self) -> dict[str, int]:
+        totals = self.counts.group_by("rule").agg(pl.col("what_if").sum())
+        found = dict(totals.iter_rows())
+        return {rule: int(found.get(rule, 0)) for rule in RULES}
+
+    @property
+    def starting(self) -> list[str]:
+        return self.regions.filter(pl.col("verdict") == "starts alerting")["region"].to_list()
+
+    @property
+    def stopping(self) -> list[str]:
+        return self.regions.filter(pl.col("verdict") == "stops alerting")["region"].to_list()
+
+
+def anomaly_what_if(
+    readings: pl.DataFrame,
+    materialized_anomalies: pl.DataFrame,
+    materialized_region_stats: pl.DataFrame,
+    day: date,
+    settings: TimeseriesSettings,
+) -> AnomalyWhatIf:
+    """Find the day's episodes again under `settings` and compare with the materialized ones."""
+    episodes = anomaly_episodes(readings.lazy(), day, settings).collect()
+    return AnomalyWhatIf(
+        settings=settings,
+        episodes=episodes,
+        counts=compare_rule_counts(materialized_anomalies, episodes),
+        regions=compare_anomaly_rates(
+            materialized_region_stats, episodes, settings.max_anomaly_rate
+        ),
+        changes=episode_changes(materialized_anomalies, episodes),
+    )
+
+
+def materialized_with_other_thresholds(
+    materialized_anomalies: pl.DataFrame, settings: TimeseriesSettings = DEFAULT_TIMESERIES
+) -> list[str]:
+    """The thresholds texts of the materialized episodes that `settings` would not write:
+    when not empty, the materialized table was built with other thresholds."""
+    expected = {text for _, text in rule_conditions(settings).values()}
+    found = materialized_anomalies["thresholds"].unique().sort().to_list()
+    return [text for text in found if text not in expected]

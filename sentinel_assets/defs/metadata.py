@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Mapping
+from urllib.parse import urlencode
 
 import dagster as dg
 import pandera.polars as pa
@@ -79,12 +80,21 @@ DASHBOARD_VIEWS = {
     "recovery_decisions": "whatif",
     "campaign_status": "whatif",
     "dead_letters": "upload",
+    "device_timeseries": "device",
+    "telemetry_anomalies": "device",
+    "daily_device_stats": "device",
+    "daily_region_stats": "whatif",
 }
+# ... and the part of the view it opens at.
+DASHBOARD_PARAMS = {"daily_region_stats": {"tab": "anomalies"}}
 
 
-def dashboard_link(asset: str) -> dict[str, dg.MetadataValue]:
-    """Definition metadata linking an asset's page to its view in the operations dashboard
-    (`make dashboard`; `SENTINEL_DASHBOARD_URL` when it is served elsewhere)."""
+def dashboard_link(asset: str, **params: str) -> dict[str, dg.MetadataValue]:
+    """Metadata linking an asset's page to its view in the operations dashboard (`make
+    dashboard`; `SENTINEL_DASHBOARD_URL` when it is served elsewhere); `params` narrow the
+    view (e.g. region, date and device of the drill-down)."""
     base = (os.environ.get("SENTINEL_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL).rstrip("/")
     view = DASHBOARD_VIEWS.get(asset, "overview")
-    return {"dashboard": dg.MetadataValue.url(f"{base}/?view={view}")}
+    params = {**DASHBOARD_PARAMS.get(asset, {}), **params}
+    query = f"&{urlencode(params)}" if params else ""
+    return {"dashboard": dg.MetadataValue.url(f"{base}/?view={view}{query}")}

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from sentinel_assets.contracts import ASSET_CONTRACTS, device_timeseries_schema
 from sentinel_assets.defs.config import TimeseriesConfig
-from sentinel_assets.defs.metadata import contract_metadata, markdown
+from sentinel_assets.defs.metadata import contract_metadata, dashboard_link, markdown
 from sentinel_assets.defs.partitions import event_partitions
 from sentinel_assets.defs.resources import WarehouseCatalog
 from sentinel_assets.defs.telemetry_assets import contract_check
@@ -127,7 +127,7 @@ DAY_TABLES: dict[str, tuple[str, list]] = {
             partitions_def=event_partitions,
             group_name=GROUP,
             kinds={"polars", "parquet"},
-            metadata=contract_metadata(name),
+            metadata={**contract_metadata(name), **dashboard_link(name)},
         )
         for name, (description, deps) in DAY_TABLES.items()
     ],
@@ -186,6 +186,8 @@ def telemetry_timeseries(
         chart_md = {
             "device_day_chart": dg.MetadataValue.md(markdown_image(png, f"{device} on {day}")),
             "device_day_chart_file": dg.MetadataValue.path(str(path)),
+            # This partition's busiest device in the dashboard's drill-down.
+            **dashboard_link("device_timeseries", region=region, date=str(day), device=device),
         }
     yield dg.MaterializeResult(
         asset_key="device_timeseries",
