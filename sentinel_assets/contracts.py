@@ -3,6 +3,13 @@
 The generator draws its values from these bounds and allowed values, the chaos injector
 breaks exactly these rules, the sanitizer derives its row-level rules from these models
 (`row_rules`), and the Dagster asset checks validate each asset against them.
+
+The fleet's vocabulary (regions, models with their firmware, board revisions) is not code: it is
+loaded here, once, from the fleet file (`SENTINEL_FLEET_CONFIG`, default the packaged
+`fleet.toml`; see `sentinel_assets.vocabulary`). It is read at import, unlike every other
+setting, because the Pandera models below name the allowed values in their class bodies and
+Dagster's region partitions are built when the definitions are imported. A bad file raises
+`FleetVocabularyError`, one sentence naming the file and the field.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ from typing import Annotated, Optional
 
 import pandera.polars as pa
 import polars as pl
+
+from sentinel_assets import vocabulary
+from sentinel_assets.vocabulary import FIRMWARE_PATTERN, FleetVocabulary
 
 
 @dataclass(frozen=True)
@@ -25,17 +35,11 @@ class Region:
     site_locale: str  # Faker locale of its installation sites' names
 
 
-# The region table: the only place regions are listed. A region keeps its number for good
-# (record ids and seeds derive from it), so a new region takes the next free number.
-REGION_TABLE: tuple[Region, ...] = (
-    Region("us-east", "USE", 0, "en_US"),
-    Region("us-west", "USW", 1, "en_US"),
-    Region("eu-central", "EUC", 2, "de_DE"),
-    Region("eu-west", "EUW", 3, "fr_FR"),
-    Region("ap-south", "APS", 4, "en_IN"),
-    Region("ap-northeast", "APN", 5, "ja_JP"),
-    Region("sa-east", "SAE", 6, "pt_BR"),
-    Region("af-south", "AFS", 7, "en_GB"),
+# The region table: the regions of the fleet file, in its order. A region keeps its number for
+# good (record ids and seeds derive from it), so a new region takes the next free number.
+FLEET_VOCABULARY: FleetVocabulary = vocabulary.configured()
+REGION_TABLE: tuple[Region, ...] = tuple(
+    Region(r.name, r.code, r.number, r.site_locale) for r in FLEET_VOCABULARY.regions
 )
 REGIONS: tuple[str, ...] = tuple(region.name for region in REGION_TABLE)
 _REGIONS_BY_NAME: Mapping[str, Region] = {region.name: region for region in REGION_TABLE}
@@ -64,8 +68,14 @@ FAILURE_KINDS: tuple[str, ...] = (
 # image, which is not committed yet: its boot-health watchdog (greenboot-style) tries it for a
 # few boots, then should fall back on its own; past that limit the device is stuck.
 COMMIT_STATES: tuple[str, ...] = ("written", "trial_boot")
-MODELS: tuple[str, ...] = ("gw-100", "gw-200", "sensor-s1", "sensor-s2", "cam-x3")
-HARDWARE_REVS: tuple[str, ...] = ("rev-a", "rev-b", "rev-c")
+MODELS: tuple[str, ...] = tuple(model.name for model in FLEET_VOCABULARY.models)
+HARDWARE_REVS: tuple[str, ...] = FLEET_VOCABULARY.hardware_revs
+# The campaign under way, from the fleet file: every model is being moved to its target image
+# from one of a few older ones.
+CAMPAIGN_TARGETS: Mapping[str, str] = {m.name: m.campaign_target for m in FLEET_VOCABULARY.models}
+PREVIOUS_IMAGES: Mapping[str, tuple[str, ...]] = {
+    m.name: m.previous_images for m in FLEET_VOCABULARY.models
+}
 ACTIONS: tuple[str, ...] = ("retry", "rollback", "defer", "manual_triage", "hold")
 # Stable code of the recovery guard that decided, one per rule of `recovery.RecoveryPolicy`:
 # the human `reason` carries the numbers, the code is what reports group by.
@@ -112,7 +122,6 @@ FAULT_KINDS: tuple[str, ...] = (
 )
 
 DEVICE_ID_PATTERN = r"^SN-[A-Z]{3}-[0-9]{8}$"
-FIRMWARE_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 
 
 @dataclass(frozen=True)

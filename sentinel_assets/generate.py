@@ -7,7 +7,6 @@ pool of site names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,13 +17,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sentinel_assets.contracts import (
     BOUNDS,
+    CAMPAIGN_TARGETS,
     COMMIT_STATES,
     FAILURE_KINDS,
     FLEET_COLUMNS,
     FLEET_DTYPES,
+    FLEET_VOCABULARY,
     HARDWARE_REVS,
     MODELS,
     PARTITION_KEY,
+    PREVIOUS_IMAGES,
     RECORD_ID,
     REGIONS,
     UNHEALTHY_STATUSES,
@@ -34,21 +36,6 @@ from sentinel_assets.contracts import (
 )
 from sentinel_assets.contracts import region as region_row
 
-# Campaign under way: every model is being moved to its target image from one of a few olders.
-CAMPAIGN_TARGETS: Mapping[str, str] = {
-    "gw-100": "4.2.0",
-    "gw-200": "4.2.0",
-    "sensor-s1": "2.8.1",
-    "sensor-s2": "2.8.1",
-    "cam-x3": "7.1.0",
-}
-PREVIOUS_IMAGES: Mapping[str, tuple[str, ...]] = {
-    "gw-100": ("4.0.3", "4.1.0", "4.1.2"),
-    "gw-200": ("4.1.0", "4.1.2"),
-    "sensor-s1": ("2.6.0", "2.7.4"),
-    "sensor-s2": ("2.7.0", "2.7.4"),
-    "cam-x3": ("6.9.2", "7.0.1"),
-}
 SITES_PER_REGION = 40
 STALE_SHARE = 0.03  # devices that have not reported for days
 MAX_TRIAL_BOOTS = 5  # a device on trial has booted its new image 1..5 times
@@ -91,12 +78,14 @@ class FleetProfile(BaseModel):
         description="Relative odds of each failure kind among failed updates.",
     )
     region_failure_bias: Annotated[dict[str, float], _weights(REGIONS, exact=False)] = Field(
-        default={"af-south": 1.8, "sa-east": 1.4, "ap-south": 1.2},
-        description="Multiplier on failed/partial odds per region (1.0 = none).",
+        default={r.name: r.failure_bias for r in FLEET_VOCABULARY.regions if r.failure_bias != 1},
+        description="Multiplier on failed/partial odds per region (1.0 = none; default: the "
+        "fleet file's failure_bias).",
     )
     model_failure_bias: Annotated[dict[str, float], _weights(MODELS, exact=False)] = Field(
-        default={"cam-x3": 1.6, "sensor-s1": 1.2},
-        description="Multiplier on failed/partial odds per device model (1.0 = none).",
+        default={m.name: m.failure_bias for m in FLEET_VOCABULARY.models if m.failure_bias != 1},
+        description="Multiplier on failed/partial odds per device model (1.0 = none; default: "
+        "the fleet file's failure_bias).",
     )
     trial_boot_share: float = Field(
         default=0.4,

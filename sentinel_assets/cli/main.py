@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sentinel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("demo", help="materialize every asset for every region headless")
-    run.add_argument("--regions", help="comma-separated regions (default: all 8)")
+    run.add_argument("--regions", help="comma-separated regions (default: all in the fleet file)")
     run.add_argument("--parallel", type=int, default=2, help="region runs at a time (default: 2)")
     run.add_argument(
         "--devices-per-region",

@@ -177,7 +177,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--malformed-share", type=_share, default=0.02, help="share of broken lines (default 0.02)"
     )
-    sim.add_argument("--regions", help="comma-separated regions (default: all 8)")
+    sim.add_argument("--regions", help="comma-separated regions (default: all in the fleet file)")
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--as-of", help="time of the last readings, ISO 8601 with offset")
     sim.add_argument("--out", help="folder to write to (default: $SENTINEL_HOME/landing)")

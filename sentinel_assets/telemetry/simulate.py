@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from sentinel_assets.contracts import BOUNDS, REGIONS
+from sentinel_assets.contracts import region as region_row
 from sentinel_assets.generate import generate_fleet
 
 GARBAGE_TOKEN = "\u2063GARBAGE\u2063"
@@ -78,7 +79,7 @@ def readings(region: str, plan: SimulationPlan) -> pl.DataFrame:
     fleet = generate_fleet(region, plan.devices_per_region, seed=plan.seed, as_of=plan.as_of)
     n = fleet.height
     per_device = plan.days * plan.readings_per_day
-    rng = np.random.default_rng([plan.seed, REGIONS.index(region), 11])
+    rng = np.random.default_rng([plan.seed, region_row(region).number, 11])
     step_us = int(86_400e6 / plan.readings_per_day)
     attempt = rng.integers(1, per_device + 1, n)  # readings k < attempt show the final status
     upgraded_at = np.where(
@@ -259,7 +260,7 @@ def simulate(landing: Path, plan: SimulationPlan) -> list[Path]:
     written: list[Path] = []
     file_index = 0
     for region in plan.regions:
-        rng = np.random.default_rng([plan.seed, REGIONS.index(region), 23])
+        rng = np.random.default_rng([plan.seed, region_row(region).number, 23])
         frame = _corrupt_values(readings(region, plan), rng, plan.malformed_share)
         resent = frame.filter(pl.Series(rng.random(frame.height) < plan.resend_share))
         frame = pl.concat([frame, resent]).sort("ts", maintain_order=True)
@@ -295,7 +296,7 @@ def messages(plan: SimulationPlan) -> pl.DataFrame:
     `fleet/<region>/<device_id>/telemetry`, in time order per region."""
     frames = []
     for region in plan.regions:
-        rng = np.random.default_rng([plan.seed, REGIONS.index(region), 29])
+        rng = np.random.default_rng([plan.seed, region_row(region).number, 29])
         frame = _corrupt_values(readings(region, plan), rng, plan.malformed_share)
         resent = frame.filter(pl.Series(rng.random(frame.height) < plan.resend_share))
         frame = pl.concat([frame, resent]).sort("ts", maintain_order=True)
