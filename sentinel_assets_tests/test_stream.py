@@ -72,10 +72,11 @@ def landed_envelopes(landing: Path) -> list[dict]:
     ]
 
 
-def wait_until(condition, timeout: float = 60) -> None:
+def wait_until(condition, timeout: float = 240) -> None:
+    """Poll until `condition` holds; a generous bound, only there to turn a hang into a failure."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s"
         time.sleep(0.1)
 
 
