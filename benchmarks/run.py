@@ -24,7 +24,9 @@ checks the targets of the benchmark issue, prints a table and writes `benchmarks
     python -m benchmarks.run --full               # seed style at 1M too (about 5 min more)
 
 and telemetry ingestion against DuckDB's own readers (`benchmarks/telemetry_ingest.py`,
-`--telemetry-events 1m` by default, '' to skip).
+`--telemetry-events 1m` by default, '' to skip), and the time series (resample + interpolate
++ rolling features) against one hand-written Polars lazy query (`benchmarks/timeseries.py`,
+`--timeseries-readings 5m,50m` by default, '' to skip; its inputs are cached on disk).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dashboard_whatif, parallel_regions, telemetry_ingest
+from benchmarks import dashboard_whatif, parallel_regions, telemetry_ingest, timeseries
 from benchmarks.measure import (
     N_REGIONS,
     REPO,
@@ -459,6 +461,8 @@ def render_report(results: dict[str, Any]) -> str:
         lines += dashboard_whatif.render(results["dashboard_whatif"], results["generated_at"])
     if results.get("telemetry_ingest"):
         lines += ["", telemetry_ingest.render(results["telemetry_ingest"]).rstrip()]
+    if results.get("timeseries"):
+        lines += ["", timeseries.render(results["timeseries"]).rstrip()]
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:
@@ -527,6 +531,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--telemetry-events",
         default="1m",
         help="events for the telemetry ingestion comparison ('' to skip; default 1m)",
+    )
+    parser.add_argument(
+        "--timeseries-readings",
+        default="5m,50m",
+        help="readings for the time-series comparison ('' to skip; default 5m,50m)",
     )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data folders")
@@ -627,6 +636,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_size(args.telemetry_events), workdir / "telemetry", log=log
         )
 
+    series = None
+    if args.timeseries_readings:
+        sizes_ts = [parse_size(s) for s in args.timeseries_readings.split(",") if s.strip()]
+        series = timeseries.compare(sizes_ts, workdir / "timeseries", log=log)
+        series["measured_at"] = run_id
+
     # Sizes measured earlier and not now are kept, marked with when they were measured.
     merged_sizes = {
         label: entry
@@ -647,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "linearity": linearity(merged_sizes),
         "dashboard_whatif": dashboard,
         "telemetry_ingest": telemetry or previous.get("telemetry_ingest"),
+        "timeseries": series or previous.get("timeseries"),
     }
     results["targets"] = evaluate_targets(results["sizes"], seed_us)
     results["targets"] += dashboard_whatif.targets(dashboard)
@@ -662,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     all_ok = all(p.ok and lim.ok for p, lim in measured.values())
     all_ok = all_ok and all(e["ok"] for e in dashboard.values() if e["measured_at"] == run_id)
+    all_ok = all_ok and all(r["ok"] for r in (series or {}).get("runs", {}).values())
     return 0 if all_ok else 1
 
 

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,9 @@ import pytest
 from sentinel_assets import reports, warehouse
 from sentinel_assets.contracts import ASSET_CONTRACTS
 from sentinel_assets.defs.assets import REPORT_GROUP
+from sentinel_assets.telemetry import lake
+from sentinel_assets.telemetry.ingest import ingest_file
+from sentinel_assets.telemetry.simulate import SimulationPlan, simulate
 from sentinel_assets.validation import check_contract
 
 REGIONS = ("af-south", "eu-west")  # with the default biases af-south halts, eu-west runs
@@ -52,7 +56,29 @@ def pipeline(
                     instance=instance, resources=build_resources(home)
                 )
             )
+            materialize_timeseries(definitions, home, instance)
     return home, results
+
+
+def materialize_timeseries(
+    definitions: dg.Definitions, home: Path, instance: dg.DagsterInstance
+) -> None:
+    """One simulated day of a dozen devices through the time-series and star-schema jobs, for
+    the analyst queries that read them (their runs' checks are tested elsewhere)."""
+    from sentinel_assets.defs.resources import build_resources
+
+    plan = SimulationPlan(days=1, devices_per_region=12, readings_per_day=24, regions=REGIONS[1:])
+    for path in simulate(home / "landing", plan):
+        ingest_file(path, home / "lake")
+    day = (plan.as_of - timedelta(days=1)).date().isoformat()
+    for job, partition in [
+        ("telemetry_timeseries_refresh", lake.partition_key(day, REGIONS[1])),
+        ("star_schema_rebuild", None),
+    ]:
+        run = definitions.resolve_job_def(job).execute_in_process(
+            partition_key=partition, instance=instance, resources=build_resources(home)
+        )
+        assert run.success, job
 
 
 @pytest.fixture

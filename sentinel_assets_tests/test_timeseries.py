@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sentinel_assets import reports
 from sentinel_assets.contracts import ASSET_CONTRACTS
 from sentinel_assets.timeseries import star, verify
 from sentinel_assets.timeseries.day import build_day
@@ -335,3 +337,142 @@ def test_an_interpolation_across_a_long_gap_is_caught():
     )
     assert not verify.no_interpolation_across_long_gaps(forged, frame, SETTINGS).passed
     assert not verify.interpolated_between_neighbours(forged, frame).passed
+
+
+# --- the analyst queries on the star schema, against Polars on the same readings ----------
+
+STATE_AT = MIDNIGHT + timedelta(hours=12)  # the time `analysis_queries.sql` asks about
+
+
+def device_day(device_id: str, region: str, minutes: list[int], hot: range = range(0), **cols):
+    """A device's readings at `minutes`: hot (50 °C) and low (10 %) during `hot`, else 25 °C
+    and 70 %."""
+    temps = [50.0 if m in hot else 25.0 for m in minutes]
+    battery = [10.0 if m in hot else 70.0 for m in minutes]
+    frame = readings(minutes, battery=battery, temperature_c=temps, device_id=device_id, **cols)
+    return frame.with_columns(region=pl.lit(region))
+
+
+def star_fixture() -> pl.DataFrame:
+    """Four devices in two regions: one upgrading mid-day and then running hot on a low
+    battery, one silent since before noon, one whose first reading is after noon (hot too),
+    one reading every 15 minutes with a reading exactly at noon."""
+    upgrade = [m for m in range(0, 1440, 30)]
+    return pl.concat(
+        [
+            device_day(
+                "SN-USE-00000001", "us-east", upgrade, range(660, 781),
+                firmware_version=["4.1.0" if m < 600 else "4.2.0" for m in upgrade],
+            ),
+            device_day("SN-USE-00000002", "us-east", list(range(0, 601, 60))),
+            device_day("SN-EUW-00000001", "eu-west", list(range(800, 1440, 20)), range(900, 961),
+                       firmware_version="4.2.0"),
+            device_day("SN-EUW-00000002", "eu-west", list(range(0, 1440, 15))),
+        ]
+    )  # fmt: skip
+
+
+def analyst_query(question_start: str) -> str:
+    [query] = [q for q in reports.analysis_queries() if q.question.startswith(question_start)]
+    return query.sql
+
+
+def test_the_star_schema_queries_answer_what_polars_computes_from_the_readings():
+    frame = star_fixture()
+    days = [day(part) for part in frame.partition_by("region")]
+    devices = star.dim_device(frame.lazy()).collect()
+    tables = {
+        "dim_device": devices,
+        "fact_telemetry": star.fact_telemetry(frame.lazy(), devices.lazy()).collect(),
+        "device_timeseries": pl.concat([d.timeseries for d in days]),
+        "telemetry_anomalies": pl.concat([d.anomalies for d in days]),
+        "daily_region_stats": pl.concat([d.region_stats for d in days]),
+    }
+    keys = ["region", "device_id"]
+    ordered = frame.sort(*keys, "ts")
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        for name, table in tables.items():
+            conn.register(name, table)
+
+        def run(question: str) -> pl.DataFrame:
+            return conn.sql(analyst_query(question)).pl()
+
+        state = run("What state was each device in at a given time")
+        coverage = run("How complete is each region's telemetry per day")
+        by_firmware = run("Which firmware versions have the highest anomaly rate")
+
+    # State at noon: each device's last reading at or before it, with the time of its next.
+    expected_state = (
+        ordered.with_columns(pl.col("ts").shift(-1).over(keys).alias("valid_until"))
+        .filter(pl.col("ts") <= STATE_AT)
+        .group_by(keys)
+        .agg(pl.all().sort_by("ts").last())
+        .select(state.columns)
+        .sort(keys)
+    )
+    assert state.with_columns(pl.col("ts", "valid_until").dt.convert_time_zone("UTC")).equals(
+        expected_state
+    )
+    assert expected_state["valid_until"].null_count() == 1  # the device silent since 10:00
+    assert "SN-EUW-00000001" not in expected_state["device_id"]  # first heard after noon
+
+    # Coverage: readings and occupied slots of the day, interpolated and outage slots.
+    slots = ordered.with_columns(pl.col("ts").dt.truncate("15m").alias("slot"))
+    grid = tables["device_timeseries"]
+    expected_coverage = (
+        slots.group_by("region")
+        .agg(
+            pl.col("device_id").n_unique().alias("devices"),
+            pl.len().alias("readings_received"),
+            pl.struct("device_id", "slot").n_unique().alias("_occupied"),
+        )
+        .join(
+            grid.group_by("region").agg(
+                pl.col("is_interpolated").mean().alias("_interpolated"),
+                pl.col("is_outage").mean().alias("_outage"),
+            ),
+            on="region",
+        )
+        .with_columns(readings_expected=pl.col("devices") * SETTINGS.slots_per_day)
+        .with_columns(
+            coverage_pct=100 * pl.col("_occupied") / pl.col("readings_expected"),
+            interpolated_pct=100 * pl.col("_interpolated"),
+            outage_pct=100 * pl.col("_outage"),
+        )
+        .sort("region")
+    )
+    exact = ["region", "devices", "readings_received", "readings_expected"]
+    assert coverage.select(exact).rows() == expected_coverage.select(exact).rows()
+    assert coverage["event_date"].to_list() == [DAY, DAY]
+    for column in ("coverage_pct", "interpolated_pct", "outage_pct"):  # rounded to 0.1
+        assert coverage[column].to_list() == pytest.approx(
+            expected_coverage[column].to_list(), abs=0.05 + 1e-9
+        ), column
+
+    # Anomaly rate by firmware: devices that ran it, and those with an episode starting on it.
+    starts = (
+        tables["telemetry_anomalies"]
+        .select(*keys, pl.col("episode_start_ts").alias("ts"))
+        .sort(*keys, "ts")
+        .join_asof(
+            ordered.select(*keys, "ts", "firmware_version"),
+            on="ts",
+            by=keys,
+            check_sortedness=False,
+        )
+    )
+    running = ordered.select("firmware_version", *keys).unique()
+    anomalous = starts.select("firmware_version", *keys).unique()
+    expected_rate = (
+        running.join(anomalous.with_columns(hit=pl.lit(1)), on=["firmware_version", *keys],
+                     how="left")
+        .group_by("firmware_version")
+        .agg(devices=pl.len(), devices_with_anomaly=pl.col("hit").count())
+        .with_columns(
+            anomaly_rate_pct=(100 * pl.col("devices_with_anomaly") / pl.col("devices")).round(2)
+        )
+        .sort(["anomaly_rate_pct", "firmware_version"], descending=[True, False])
+    )  # fmt: skip
+    assert by_firmware.rows() == expected_rate.select(by_firmware.columns).rows()
+    assert 0 < expected_rate["devices_with_anomaly"].sum() < expected_rate["devices"].sum()

@@ -7,9 +7,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from sentinel_assets import reports, warehouse
 from sentinel_assets.definitions import defs
 from sentinel_assets.defs.resources import build_resources
+from sentinel_assets.defs.sensors import check_failure_alerts
 from sentinel_assets.paths import CATALOG_FILE
 from sentinel_assets.telemetry import lake
 from sentinel_assets.telemetry.ingest import ingest_file
@@ -17,7 +17,6 @@ from sentinel_assets.telemetry.simulate import SimulationPlan, simulate
 
 pytestmark = pytest.mark.slow
 DAY, REGION = "2026-10-31", "us-east"
-TIMESERIES_QUERIES = "timeseries_queries.sql"
 
 
 @pytest.fixture
@@ -88,21 +87,52 @@ def test_a_simulated_day_materializes_with_every_check_passing(simulated_lake, i
         ).fetchall()
     assert slots == devices * 96 and 30 <= devices <= 40
     assert facts > 0 and orphans == 0
+
+
+def alert_rows(home) -> list[tuple]:
+    """(asset, partition, check, severity) of every row of the warehouse's alerts table."""
     with duckdb.connect(str(home / CATALOG_FILE), read_only=True) as conn:
-        for query in reports.analysis_queries(warehouse.read_sql(TIMESERIES_QUERIES)):
-            frame = conn.sql(query.sql).pl()
-            assert frame.columns == list(query.columns), query.question
-            assert frame.height > 0, query.question
+        if not conn.sql("SELECT 1 FROM duckdb_tables() WHERE table_name = 'alerts'").fetchall():
+            return []
+        return conn.sql(
+            "SELECT asset, partition, check_name, severity FROM alerts ORDER BY raised_at"
+        ).fetchall()
 
 
-def test_a_region_over_the_anomaly_rate_raises_a_failed_check(simulated_lake, instance):
-    """The alert path: a failed check of daily_region_stats, which the alert sensor raises."""
-    config = {"resources": {"timeseries": {"config": {"settings": {"max_anomaly_rate": 0.0,
-        "hot_temperature_c": -40.0, "low_battery_pct": 100.0}}}}}  # fmt: skip
-    run = refresh_day(simulated_lake, instance, config)
-    assert run.success  # not blocking: the tables are written, the alert is raised
-    [rate] = [
-        e for e in run.get_asset_check_evaluations() if e.check_name == "anomaly_rate_within_limit"
-    ]
-    assert not rate.passed
-    assert rate.metadata["regions_over_limit"].value == 1
+def test_a_region_over_the_anomaly_rate_ends_in_an_alert_row_and_one_at_it_does_not(
+    simulated_lake, instance
+):
+    """The alert path of every other check: the non-blocking anomaly_rate_within_limit fails,
+    its run still writes the tables, and the check_failure_alerts sensor records the alert."""
+    home = simulated_lake
+    resources = build_resources(home)
+    cursor = None
+
+    def refresh_and_tick(max_anomaly_rate: float) -> tuple[dg.AssetCheckEvaluation, list]:
+        nonlocal cursor
+        # Every reading is hot on a low battery: every device has an episode (rate 1.0).
+        settings = {"max_anomaly_rate": max_anomaly_rate, "hot_temperature_c": -40.0,
+                    "low_battery_pct": 100.0}  # fmt: skip
+        run = refresh_day(home, instance, {"resources": {"timeseries": {"config": {
+            "settings": settings}}}})  # fmt: skip
+        assert run.success  # not blocking: the tables are written either way
+        [rate] = [
+            e
+            for e in run.get_asset_check_evaluations()
+            if e.check_name == "anomaly_rate_within_limit"
+        ]
+        assert rate.metadata["anomaly_rate"].value == 1.0
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"catalog": resources["catalog"]}
+        )
+        cursor = check_failure_alerts(context).cursor
+        return rate, alert_rows(home)
+
+    at_limit, rows = refresh_and_tick(1.0)
+    assert at_limit.passed and rows == []
+    over, rows = refresh_and_tick(0.5)
+    assert not over.passed and over.metadata["regions_over_limit"].value == 1
+    assert rows == [
+        ("daily_region_stats", lake.partition_key(DAY, REGION), "anomaly_rate_within_limit",
+         "WARN")
+    ]  # fmt: skip

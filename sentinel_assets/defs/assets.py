@@ -29,6 +29,7 @@ from sentinel_assets.recovery import (
     reason_code_counts,
 )
 from sentinel_assets.sanitize import reason_counts, split_fleet
+from sentinel_assets.timeseries.trend import recent_drain
 
 FLEET_GROUP = "fleet"
 REPORT_GROUP = "reports"
@@ -62,13 +63,14 @@ def status_counts(fleet: pl.DataFrame) -> dict[str, int]:
 
 
 def fleet_asset(
-    *more_checks: dg.AssetCheckSpec,
+    *more_checks: dg.AssetCheckSpec, deps: list[dg.AssetDep] | None = None
 ) -> Callable[[Callable[..., Iterator[StepEvent]]], dg.AssetsDefinition]:
     """One region's shard of a fleet asset, checked against its contract (and `more_checks`)
-    in the same step."""
+    in the same step; `deps` are tables it reads itself (not loaded as inputs)."""
 
     def decorate(build: Callable[..., Iterator[StepEvent]]) -> dg.AssetsDefinition:
         return dg.asset(
+            deps=deps,
             partitions_def=region_partitions,
             check_specs=[contract_spec(build.__name__), *more_checks],
             metadata={**contract_metadata(build.__name__), **dashboard_link(build.__name__)},
@@ -242,19 +244,38 @@ def sanitization(
     yield checks.verdict("quarantine", quality.faults_contained, quarantine, chaos_ledger)
 
 
-@fleet_asset(region_spec("recovery_decisions", quality.halt_holds_pending_updates))
+# Every date of the region's time series: the asset reads the latest one up to its snapshot.
+REGION_TIMESERIES = dg.AssetDep(
+    "device_timeseries",
+    partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="region"),
+)
+
+
+@fleet_asset(
+    region_spec("recovery_decisions", quality.halt_holds_pending_updates),
+    deps=[REGION_TIMESERIES],
+)
 def recovery_decisions(
-    sanitized_fleet: pl.DataFrame, campaign_status: pl.DataFrame, settings: SentinelSettings
+    context: dg.AssetExecutionContext,
+    sanitized_fleet: pl.DataFrame,
+    campaign_status: pl.DataFrame,
+    settings: SentinelSettings,
+    catalog: WarehouseCatalog,
 ) -> Iterator[StepEvent]:
     """One row per unhealthy device with the action to take (retry, rollback, defer,
     manual_triage, hold), the code of the policy rule that decided and the reason an operator
     reads; retries carry their `next_attempt_at` (exponential backoff). A region whose
-    `campaign_status` is halted holds its pending updates and retries."""
+    `campaign_status` is halted holds its pending updates and retries. Where the region has a
+    time series (`device_timeseries` up to the snapshot), a battery draining faster than
+    `max_battery_drain_pct_per_h` defers; without one, the static guards alone decide."""
+    as_of = settings.simulation.as_of_utc()
+    trend = recent_drain(catalog.tables_root, str(context.partition_key), as_of)
     decisions = decide_recovery(
         sanitized_fleet,
         settings.recovery,
-        as_of=settings.simulation.as_of_utc(),
+        as_of=as_of,
         campaign=campaign_status,
+        trend=trend.drain,
     )
     yield dg.Output(
         decisions,
@@ -262,6 +283,8 @@ def recovery_decisions(
             "decisions": decisions.height,
             "actions": dg.MetadataValue.json(action_counts(decisions)),
             "reason_codes": dg.MetadataValue.json(reason_code_counts(decisions)),
+            "battery_trend": trend.describe(),
+            "battery_trend_devices": 0 if trend.drain is None else trend.drain.height,
             "campaign_halted": bool(campaign_status["halted"].any()),
             "campaign": markdown(campaign_status),
             "preview": markdown(decisions),
