@@ -24,7 +24,10 @@ checks the targets of the benchmark issue, prints a table and writes `benchmarks
     python -m benchmarks.run --full               # seed style at 1M too (about 5 min more)
 
 and telemetry ingestion against DuckDB's own readers (`benchmarks/telemetry_ingest.py`,
-`--telemetry-events 1m` by default, '' to skip).
+`--telemetry-events 1m` by default, '' to skip), and the production profile's scale-out
+overhead (`benchmarks/scaleout.py`: the 8-region refresh on 2 Celery workers against the
+embedded run, and the Delta-on-S3 write path against local Parquet; at 1M by default, 10M
+too with `--include-10m`; `--scaleout-sizes ''` to skip, or when PostgreSQL/Redis are absent).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dashboard_whatif, parallel_regions, telemetry_ingest
+from benchmarks import dashboard_whatif, parallel_regions, scaleout, telemetry_ingest
 from benchmarks.measure import (
     N_REGIONS,
     REPO,
@@ -459,6 +462,8 @@ def render_report(results: dict[str, Any]) -> str:
         lines += dashboard_whatif.render(results["dashboard_whatif"], results["generated_at"])
     if results.get("telemetry_ingest"):
         lines += ["", telemetry_ingest.render(results["telemetry_ingest"]).rstrip()]
+    if results.get("scaleout") and results["scaleout"].get("refresh"):
+        lines += ["", scaleout.render(results["scaleout"]).rstrip()]
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:
@@ -527,6 +532,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--telemetry-events",
         default="1m",
         help="events for the telemetry ingestion comparison ('' to skip; default 1m)",
+    )
+    parser.add_argument(
+        "--scaleout-sizes",
+        default="1m",
+        help="fleets for the Celery vs embedded refresh ('' to skip; default 1m, +10m with "
+        "--include-10m)",
+    )
+    parser.add_argument(
+        "--scaleout-write-size",
+        default="1m",
+        help="fleet for the Delta-on-S3 write path ('' to skip; 1m, 10m with --include-10m)",
     )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data folders")
@@ -627,6 +643,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_size(args.telemetry_events), workdir / "telemetry", log=log
         )
 
+    scaleout_result = previous.get("scaleout")
+    scaleout_sizes = [parse_size(s) for s in args.scaleout_sizes.split(",") if s.strip()]
+    write_size = args.scaleout_write_size.strip()
+    if args.include_10m and scaleout_sizes:
+        scaleout_sizes = sorted({*scaleout_sizes, SIZES["10m"]})
+        write_size = write_size and "10m"
+    if scaleout_sizes or write_size:
+        try:
+            new = scaleout.compare(
+                scaleout_sizes, parse_size(write_size) if write_size else None, workdir, log=log
+            )
+            scaleout_result = scaleout.merge(scaleout_result, new, run_id)
+        except Exception as error:  # e.g. no PostgreSQL / Redis binaries on this machine
+            log(f"scale-out benchmark skipped: {error}")
+
     # Sizes measured earlier and not now are kept, marked with when they were measured.
     merged_sizes = {
         label: entry
@@ -647,9 +678,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "linearity": linearity(merged_sizes),
         "dashboard_whatif": dashboard,
         "telemetry_ingest": telemetry or previous.get("telemetry_ingest"),
+        "scaleout": scaleout_result,
     }
     results["targets"] = evaluate_targets(results["sizes"], seed_us)
     results["targets"] += dashboard_whatif.targets(dashboard)
+    for name, t in ((scaleout_result or {}).get("targets") or {}).items():
+        results["targets"].append(
+            {"target": f"{name} <= {t['limit']}x", "measured": f"{t['measured']:.2f}x",
+             "met": t["met"]}
+        )  # fmt: skip
     report = render_report(results)
     print()
     print(report)
