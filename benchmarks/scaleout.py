@@ -133,6 +133,11 @@ def measure_celery(devices: int, workdir: Path, postgres: Any, redis: Any) -> di
     logs = {f"w{i}": workdir / f"celery-{label}-w{i}.log" for i in range(1, WORKERS + 1)}
     saved = dict(os.environ)
     try:
+        os.environ.update({k: env[k] for k in (*postgres.env(), "DAGSTER_HOME")})
+        os.environ["SENTINEL_PG_DAGSTER_DB"] = database
+        # The schema first: processes that all find an empty database race to create it.
+        with dg.DagsterInstance.get():
+            pass
         for name, path in logs.items():
             procs.append(
                 _start(
@@ -151,12 +156,10 @@ def measure_celery(devices: int, workdir: Path, postgres: Any, redis: Any) -> di
         )
         # Long-lived in production: their start-up is not part of the refresh.
         _wait_for(
-            lambda: all(b" ready." in p.read_bytes() for p in logs.values() if p.exists()),
+            lambda: all(p.exists() and b" ready." in p.read_bytes() for p in logs.values()),
             120,
             "the Celery workers' start",
         )
-        os.environ.update({k: env[k] for k in (*postgres.env(), "DAGSTER_HOME")})
-        os.environ["SENTINEL_PG_DAGSTER_DB"] = database
         load_before = os.getloadavg()[0]
         with PeakRSS(interval=0.5) as memory, dg.DagsterInstance.get() as instance:
             launched = time.time()

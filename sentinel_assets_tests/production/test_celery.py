@@ -34,7 +34,7 @@ CELERY_YAML = REPO / "deploy" / "production" / "celery.yaml"
 DEVICES = "1500"
 # The kill comes once this many region runs have succeeded: late, so the rest of the refresh
 # on one worker stays short, with both workers already seen running steps.
-KILL_AFTER_RUNS = 5
+KILL_AFTER_RUNS = 6
 # The shipped visibility timeout (1800 s) is longer than this test may wait. Here it only has
 # to exceed the longest step (a few seconds at this size); workers look for expired messages
 # every second instead of every minute, and the lock a worker holds while it looks expires
@@ -205,6 +205,10 @@ def test_eight_regions_on_two_celery_workers_survive_a_killed_worker(postgres, r
     with environment(s3.env()):
         options = delta.storage_options()
     reader = Reader(root, options)
+    instance_env = {"DAGSTER_HOME": env["DAGSTER_HOME"], **postgres.env(),
+                    "SENTINEL_PG_DAGSTER_DB": "dagster_celery"}  # fmt: skip
+    with environment(instance_env), dg.DagsterInstance.get():
+        pass  # the schema first: processes that all find an empty database race to create it
     try:
         for name in ("w1", "w2"):
             procs[name] = start(
@@ -223,8 +227,6 @@ def test_eight_regions_on_two_celery_workers_survive_a_killed_worker(postgres, r
             cwd=REPO, env=env, check=True, capture_output=True,
         )  # fmt: skip
         reader.start()
-        instance_env = {"DAGSTER_HOME": env["DAGSTER_HOME"], **postgres.env(),
-                        "SENTINEL_PG_DAGSTER_DB": "dagster_celery"}  # fmt: skip
         with environment(instance_env), dg.DagsterInstance.get() as instance:
             fleet_runs = dg.RunsFilter(job_name="fleet_refresh")
             deadline = time.monotonic() + 600
