@@ -105,7 +105,7 @@ class Reader(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(3.0):  # every second: moto, a Python server, slows the run
+        while not self.stop.wait(3.0):  # not every second: moto serves each scan in Python
             for table in PARTITIONED_TABLES:
                 uri = delta.table_uri(self.root, table)
                 if not delta.table_exists(uri, self.options):
