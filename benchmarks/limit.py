@@ -15,16 +15,25 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from benchmarks.measure import emit_result
 from sentinel_assets.contracts import REGIONS
 
+Sink = Callable[[str, "object", str], None]  # (table, frame, region)
 
-def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> dict[str, object]:
+
+def run_limit(
+    regions: Sequence[str],
+    devices_per_region: int,
+    home: Path,
+    sinks: Mapping[str, Sink] | None = None,
+    reports: bool = True,
+) -> dict[str, object]:
     """Materialize every region and the report tables; seconds per stage (summed over
-    regions) plus row counts per table."""
+    regions) plus row counts per table. Each of `sinks` also writes every shard, timed as
+    its own stage `write_<name>` (`benchmarks/scaleout.py`: the object-store write path)."""
     # Imported here so a caller measuring start-up sees the import cost in its own numbers.
     import duckdb
 
@@ -44,7 +53,7 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
     policy, as_of = settings.recovery, sim.as_of_utc()
     tables_root = home / TABLES_DIR
     stage_names = ("generate", "chaos", "sanitize", "decide", "campaign", "outcomes", "write")
-    stages = dict.fromkeys((*stage_names, "reports"), 0.0)
+    stages = dict.fromkeys((*stage_names, "reports", *(f"write_{n}" for n in sinks or {})), 0.0)
     rows: dict[str, int] = {}
 
     def timed(stage: str, func, *args, **kwargs):
@@ -56,6 +65,8 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
     def write(table: str, frame, region: str) -> None:
         path = warehouse.partition_file(tables_root, table, region)
         timed("write", warehouse.write_partition, frame, path)
+        for name, sink in (sinks or {}).items():
+            timed(f"write_{name}", sink, table, frame, region)
         rows[table] = rows.get(table, 0) + frame.height
 
     started = time.perf_counter()
@@ -90,7 +101,7 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
         write("recovery_outcomes", result, region)
         del sanitized, quarantine, decisions, result
 
-    def reports() -> None:
+    def build_reports() -> None:
         with duckdb.connect(str(home / CATALOG_FILE)) as conn:
             warehouse.create_views(conn, tables_root)
             for table in warehouse.REPORT_TABLES:
@@ -98,7 +109,8 @@ def run_limit(regions: Sequence[str], devices_per_region: int, home: Path) -> di
                     conn, table, warehouse.read_sql(f"{table}.sql")
                 )
 
-    timed("reports", reports)
+    if reports:
+        timed("reports", build_reports)
     return {
         "seconds": time.perf_counter() - started,
         "stages": stages,

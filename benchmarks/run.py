@@ -24,9 +24,13 @@ checks the targets of the benchmark issue, prints a table and writes `benchmarks
     python -m benchmarks.run --full               # seed style at 1M too (about 5 min more)
 
 and telemetry ingestion against DuckDB's own readers (`benchmarks/telemetry_ingest.py`,
-`--telemetry-events 1m` by default, '' to skip), and the time series (resample + interpolate
+`--telemetry-events 1m` by default, '' to skip), the time series (resample + interpolate
 + rolling features) against one hand-written Polars lazy query (`benchmarks/timeseries.py`,
-`--timeseries-readings 5m,50m` by default, '' to skip; its inputs are cached on disk).
+`--timeseries-readings 5m,50m` by default, '' to skip; its inputs are cached on disk), and
+the production profile's scale-out overhead (`benchmarks/scaleout.py`: the 8-region refresh
+on 2 Celery workers against the embedded run, and the Delta-on-S3 write path against local
+Parquet; at 1M by default, 10M too with `--include-10m`; `--scaleout-sizes ''` to skip, or
+when PostgreSQL/Redis are absent).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dashboard_whatif, parallel_regions, telemetry_ingest, timeseries
+from benchmarks import dashboard_whatif, parallel_regions, scaleout, telemetry_ingest, timeseries
 from benchmarks.measure import (
     N_REGIONS,
     REPO,
@@ -463,6 +467,8 @@ def render_report(results: dict[str, Any]) -> str:
         lines += ["", telemetry_ingest.render(results["telemetry_ingest"]).rstrip()]
     if results.get("timeseries"):
         lines += ["", timeseries.render(results["timeseries"]).rstrip()]
+    if results.get("scaleout") and results["scaleout"].get("refresh"):
+        lines += ["", scaleout.render(results["scaleout"]).rstrip()]
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:
@@ -536,6 +542,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--timeseries-readings",
         default="5m,50m",
         help="readings for the time-series comparison ('' to skip; default 5m,50m)",
+    )
+    parser.add_argument(
+        "--scaleout-sizes",
+        default="1m",
+        help="fleets for the Celery vs embedded refresh ('' to skip; default 1m, +10m with "
+        "--include-10m)",
+    )
+    parser.add_argument(
+        "--scaleout-write-size",
+        default="1m",
+        help="fleet for the Delta-on-S3 write path ('' to skip; 1m, 10m with --include-10m)",
     )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data folders")
@@ -641,6 +658,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes_ts = [parse_size(s) for s in args.timeseries_readings.split(",") if s.strip()]
         series = timeseries.compare(sizes_ts, workdir / "timeseries", log=log)
         series["measured_at"] = run_id
+    scaleout_result = previous.get("scaleout")
+    scaleout_sizes = [parse_size(s) for s in args.scaleout_sizes.split(",") if s.strip()]
+    write_size = args.scaleout_write_size.strip()
+    if args.include_10m and scaleout_sizes:
+        scaleout_sizes = sorted({*scaleout_sizes, SIZES["10m"]})
+        write_size = write_size and "10m"
+    if scaleout_sizes or write_size:
+        try:
+            new = scaleout.compare(
+                scaleout_sizes, parse_size(write_size) if write_size else None, workdir, log=log
+            )
+            scaleout_result = scaleout.merge(scaleout_result, new, run_id)
+        except Exception as error:  # e.g. no PostgreSQL / Redis binaries on this machine
+            log(f"scale-out benchmark skipped: {error}")
 
     # Sizes measured earlier and not now are kept, marked with when they were measured.
     merged_sizes = {
@@ -663,9 +694,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dashboard_whatif": dashboard,
         "telemetry_ingest": telemetry or previous.get("telemetry_ingest"),
         "timeseries": series or previous.get("timeseries"),
+        "scaleout": scaleout_result,
     }
     results["targets"] = evaluate_targets(results["sizes"], seed_us)
     results["targets"] += dashboard_whatif.targets(dashboard)
+    for name, t in ((scaleout_result or {}).get("targets") or {}).items():
+        results["targets"].append(
+            {"target": f"{name} <= {t['limit']}x", "measured": f"{t['measured']:.2f}x",
+             "met": t["met"]}
+        )  # fmt: skip
     report = render_report(results)
     print()
     print(report)

@@ -12,7 +12,13 @@ import pytest
 
 from sentinel_assets.cli import orchestrate
 from sentinel_assets.contracts import REGIONS
-from sentinel_assets_tests.servers import Postgres, running_postgres, server_or_skip
+from sentinel_assets_tests.servers import (
+    Postgres,
+    S3Emulator,
+    running_postgres,
+    running_s3,
+    server_or_skip,
+)
 
 INSTANCE_YAML = Path(__file__).parents[2] / "deploy" / "production" / "dagster.yaml"
 # Three regions, two runs at a time: concurrent processes on one PostgreSQL instance, at a
@@ -24,6 +30,14 @@ PRODUCTION_REGIONS = list(REGIONS[:3])
 def postgres() -> Iterator[Postgres]:
     """A throwaway TLS-only PostgreSQL 15 cluster, stopped and deleted after the session."""
     yield from server_or_skip(running_postgres(), "PostgreSQL for the production-profile tests")
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Emulator]:
+    """moto's S3 emulator with a bucket `sentinel`, shared by the Delta and Celery tests."""
+    for server in server_or_skip(running_s3(), "S3 emulator"):
+        server.create_bucket("sentinel")
+        yield server
 
 
 @contextmanager

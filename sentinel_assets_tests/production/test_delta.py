@@ -14,24 +14,9 @@ from sentinel_assets import delta, warehouse
 from sentinel_assets.cli import orchestrate
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets_tests.production.conftest import environment
-from sentinel_assets_tests.servers import ServerUnavailable, running_s3
 
 pytestmark = pytest.mark.slow
 ROUNDS = 3
-
-
-@pytest.fixture(scope="module")
-def s3():
-    try:
-        context = running_s3()
-        server = context.__enter__()
-    except ServerUnavailable as reason:
-        pytest.skip(f"no S3 emulator: {reason}")
-    try:
-        server.create_bucket("sentinel")
-        yield server
-    finally:
-        context.__exit__(None, None, None)
 
 
 def shard(region_index: int, round_: int) -> pl.DataFrame:
