@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -52,16 +53,31 @@ def device_messages(days: int = 1, devices: int = 40) -> list[tuple[str, bytes]]
     return found
 
 
-def consumer(broker, landing: Path, *extra: str, password: str = PASSWORD) -> subprocess.Popen:
-    env = {**os.environ, **broker.env(), "SENTINEL_MQTT_PASSWORD": password}
-    command = [
-        sys.executable, "-m", "sentinel_assets.cli.main", "consume", "--source", broker.url,
-        "--landing", str(landing), "--consumer-id", "test-consumer", "--batch-age", "0.5",
-        *extra,
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+@pytest.fixture
+def consumer(broker) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts `sentinel consume` processes; any still running when the test ends (it failed
+    half-way) is killed, never left behind."""
+    started: list[subprocess.Popen] = []
+
+    def start(landing: Path, *extra: str, password: str = PASSWORD) -> subprocess.Popen:
+        env = {**os.environ, **broker.env(), "SENTINEL_MQTT_PASSWORD": password}
+        command = [
+            sys.executable, "-m", "sentinel_assets.cli.main", "consume", "--source", broker.url,
+            "--landing", str(landing), "--consumer-id", "test-consumer", "--batch-age", "0.5",
+            *extra,
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            out, _ = proc.communicate(timeout=10)
+            print(f"consumer {proc.pid} still running at the end, killed; its output:\n{out}")
 
 
 def landed_envelopes(landing: Path) -> list[dict]:
@@ -70,6 +86,15 @@ def landed_envelopes(landing: Path) -> list[dict]:
         for path in sorted(landing.glob(f"*{STREAM_SUFFIX}"))
         for line in path.read_text().splitlines()
     ]
+
+
+def subscribed(landing: Path) -> bool:
+    """The consumer's broker confirmed its subscription (its status file says so)."""
+    status = landing / ".stream" / "test-consumer" / "status.json"
+    try:
+        return json.loads(status.read_text())["subscribed"]
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def wait_until(condition, timeout: float = 240) -> None:
@@ -105,11 +130,13 @@ def accepted_events(lake_root: Path) -> pl.DataFrame:
     return lake.scan_events(lake_root).collect()
 
 
-def test_published_messages_end_as_events_once_or_dead_letters_with_topic(broker, tmp_path):
+def test_published_messages_end_as_events_once_or_dead_letters_with_topic(
+    broker, consumer, tmp_path
+):
     landing, lake_root = tmp_path / "landing", tmp_path / "lake"
-    proc = consumer(broker, landing)
+    proc = consumer(landing)
     sent = device_messages()
-    wait_until(lambda: (landing / ".stream" / "test-consumer").is_dir())
+    wait_until(lambda: subscribed(landing))
     assert publish(broker_address(broker.url, broker.env()), sent) == len(sent)
     wait_until(lambda: len(landed_envelopes(landing)) >= len(sent))
     out = stop(proc)
@@ -129,26 +156,25 @@ def test_published_messages_end_as_events_once_or_dead_letters_with_topic(broker
     assert dead["topic"].null_count() == 0 and dead["message_id"].null_count() == 0
 
 
-def test_a_consumer_killed_mid_stream_loses_nothing_and_repeats_nothing(broker, tmp_path):
+def test_a_consumer_killed_mid_stream_loses_nothing_and_repeats_nothing(broker, consumer, tmp_path):
     landing, lake_root = tmp_path / "landing", tmp_path / "lake"
     sent = device_messages(days=2)
     half = len(sent) // 2
     address = broker_address(broker.url, broker.env())
-    proc = consumer(broker, landing, "--batch-age", "30")  # nothing lands before the kill
+    proc = consumer(landing, "--batch-age", "30")  # nothing lands before the kill
     journal = landing / ".stream" / "test-consumer"
-    wait_until(journal.is_dir)
+    wait_until(lambda: subscribed(landing))
     publish(address, sent[:half])
     wait_until(lambda: sum(p.stat().st_size for p in journal.glob("*.part")) > 0)
     proc.kill()  # SIGKILL: mid-batch, some messages durable, some not yet acknowledged
     proc.wait(timeout=10)
     publish(address, sent[half:])  # while the consumer is down: kept by its session
-    restarted = consumer(broker, landing)
+    restarted = consumer(landing)
     wait_until(
         lambda: (
             {(e["topic"], e.get("payload")) for e in landed_envelopes(landing)}
             >= {(t, p.decode("utf-8", "replace")) for t, p in sent if b"\xff" not in p}
-        ),
-        timeout=90,
+        )
     )
     time.sleep(1.0)  # the last acknowledgements
     stop(restarted)
@@ -165,8 +191,8 @@ def test_a_consumer_killed_mid_stream_loses_nothing_and_repeats_nothing(broker, 
 
 
 @pytest.mark.parametrize("password", ["wrong-password", ""])
-def test_wrong_or_missing_credentials_end_in_one_sentence(broker, tmp_path, password):
-    proc = consumer(broker, tmp_path / "landing", password=password)
+def test_wrong_or_missing_credentials_end_in_one_sentence(broker, consumer, tmp_path, password):
+    proc = consumer(tmp_path / "landing", password=password)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out
     [line] = [line for line in out.splitlines() if line.strip()]

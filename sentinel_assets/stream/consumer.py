@@ -103,6 +103,9 @@ class Consumer:
         self.pending_since = 0.0
         self.fatal: str | None = None
         self.connected = False
+        # The broker confirmed the subscription: from now on nothing published is missed,
+        # even on a new session (said in status.json, for a publisher or a test to wait on).
+        self.subscribed = False
         self.stopping = False
         self.blocked_since: float | None = None
         self.metrics = _Metrics(settings.metrics_port)
@@ -128,6 +131,7 @@ class Consumer:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # --- paho callbacks (run inside client.loop, in this thread) ------------------------
@@ -146,8 +150,21 @@ class Consumer:
         )
         client.subscribe(self.settings.topic, qos=1)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            self.fatal = (
+                f"The broker at {self.address.url} refused the subscription to "
+                f"{self.settings.topic} ({refused[0]}): check the user's ACL."
+            )
+            return
+        self.subscribed = True
+        log.info("subscribed to %s", self.settings.topic)
+        self._write_status()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected = False
+        self.subscribed = False
         refused = reason_code.is_failure and _is_credentials_refusal(reason_code)
         if refused and self.fatal is None:
             self.fatal = _reason_sentence(self.address, reason_code)
@@ -271,6 +288,7 @@ class Consumer:
         elapsed = max(time.monotonic() - self.stats.started, 1e-9)
         status = {
             "consumer": self.settings.consumer_id,
+            "subscribed": self.subscribed,
             "messages": self.stats.messages,
             "batches": self.stats.batches,
             "messages_per_second": round(self.stats.messages / elapsed, 1),
