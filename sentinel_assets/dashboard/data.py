@@ -25,6 +25,7 @@ from sentinel_assets.contracts import DEVICE_ID_PATTERN, OUTCOME_STATUSES, REGIO
 from sentinel_assets.recovery import DEFAULT_AS_OF, parse_as_of
 from sentinel_assets.telemetry import lake
 from sentinel_assets.timeseries import store
+from sentinel_assets.timeseries.anomalies import EPISODE_COLUMNS
 from sentinel_assets.timeseries.readings import partition_readings
 
 LOCK_RETRY_SECONDS = 10.0
@@ -356,21 +357,6 @@ SERIES_COLUMNS = (
     "is_outage",
     "gap_minutes",
     *SERIES_VALUES,
-)
-EPISODE_COLUMNS = (
-    "rule",
-    "thresholds",
-    "episode_start_ts",
-    "episode_end_ts",
-    "duration_minutes",
-    "readings",
-    "started_before_day",
-    "continues_after_day",
-    "peak_temperature_c",
-    "min_battery_pct",
-    "min_battery_voltage_v",
-    "min_signal_dbm",
-    "peak_abs_temperature_zscore",
 )
 
 

@@ -12,7 +12,7 @@ few joins and group-bys (`benchmarks/dashboard_whatif.py` measures the ratio).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -168,26 +168,31 @@ class WhatIf:
         return self.campaigns.filter(pl.col("verdict") == "resumes")["region"].to_list()
 
 
-def action_counts_by_region(decisions: pl.DataFrame) -> pl.DataFrame:
-    """Decisions per region and action: region, action, devices (only pairs that occur)."""
-    return decisions.group_by("region", "action").agg(pl.len().cast(pl.Int64).alias("devices"))
+def compare_by_region(
+    materialized: pl.DataFrame, what_if: pl.DataFrame, key: str, values: Sequence[str]
+) -> pl.DataFrame:
+    """Every region (of either side) x value of `key`: materialized and what-if row counts
+    and the change, in `values` order."""
+    regions = pl.concat([materialized.select("region"), what_if.select("region")]).unique()
+    grid = regions.join(pl.DataFrame({key: list(values)}), how="cross")
+
+    def counted(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+        return frame.group_by("region", key).agg(pl.len().cast(pl.Int64).alias(name))
+
+    return (
+        grid.join(counted(materialized, "materialized"), on=["region", key], how="left")
+        .join(counted(what_if, "what_if"), on=["region", key], how="left")
+        .with_columns(pl.col("materialized", "what_if").fill_null(0))
+        .with_columns((pl.col("what_if") - pl.col("materialized")).alias("change"))
+        .with_columns(pl.col(key).cast(pl.Enum(list(values))))
+        .sort("region", key)
+        .with_columns(pl.col(key).cast(pl.String))
+    )
 
 
 def compare_counts(materialized: pl.DataFrame, what_if: pl.DataFrame) -> pl.DataFrame:
     """Every region x action of either side: materialized and what-if counts and the change."""
-    regions = pl.concat([materialized.select("region"), what_if.select("region")]).unique()
-    grid = regions.join(pl.DataFrame({"action": list(ACTIONS)}), how="cross")
-    before = action_counts_by_region(materialized).rename({"devices": "materialized"})
-    after = action_counts_by_region(what_if).rename({"devices": "what_if"})
-    return (
-        grid.join(before, on=["region", "action"], how="left")
-        .join(after, on=["region", "action"], how="left")
-        .with_columns(pl.col("materialized", "what_if").fill_null(0))
-        .with_columns((pl.col("what_if") - pl.col("materialized")).alias("change"))
-        .with_columns(pl.col("action").cast(pl.Enum(list(ACTIONS))))
-        .sort("region", "action")
-        .with_columns(pl.col("action").cast(pl.String))
-    )
+    return compare_by_region(materialized, what_if, "action", ACTIONS)
 
 
 def wide_counts(counts: pl.DataFrame) -> pl.DataFrame:
@@ -332,25 +337,9 @@ def anomaly_values(settings: TimeseriesSettings) -> dict[str, Any]:
     return {t.name: getattr(settings, t.name) for t in ANOMALY_THRESHOLDS}
 
 
-def episodes_by_region_rule(episodes: pl.DataFrame) -> pl.DataFrame:
-    return episodes.group_by("region", "rule").agg(pl.len().cast(pl.Int64).alias("episodes"))
-
-
 def compare_rule_counts(materialized: pl.DataFrame, what_if: pl.DataFrame) -> pl.DataFrame:
     """Every region (of either side) x rule: materialized and what-if episodes, the change."""
-    regions = pl.concat([materialized.select("region"), what_if.select("region")]).unique()
-    grid = regions.join(pl.DataFrame({"rule": list(RULES)}), how="cross")
-    before = episodes_by_region_rule(materialized).rename({"episodes": "materialized"})
-    after = episodes_by_region_rule(what_if).rename({"episodes": "what_if"})
-    return (
-        grid.join(before, on=["region", "rule"], how="left")
-        .join(after, on=["region", "rule"], how="left")
-        .with_columns(pl.col("materialized", "what_if").fill_null(0))
-        .with_columns((pl.col("what_if") - pl.col("materialized")).alias("change"))
-        .with_columns(pl.col("rule").cast(pl.Enum(list(RULES))))
-        .sort("region", "rule")
-        .with_columns(pl.col("rule").cast(pl.String))
-    )
+    return compare_by_region(materialized, what_if, "rule", RULES)
 
 
 def compare_anomaly_rates(

@@ -29,6 +29,24 @@ from sentinel_assets.timeseries.settings import TimeseriesSettings
 RULES: tuple[str, ...] = ANOMALY_RULES
 
 
+# What an episode row says, after its device keys and day (the dashboard shows the same).
+EPISODE_COLUMNS: tuple[str, ...] = (
+    "rule",
+    "thresholds",
+    "episode_start_ts",
+    "episode_end_ts",
+    "duration_minutes",
+    "readings",
+    "started_before_day",
+    "continues_after_day",
+    "peak_temperature_c",
+    "min_battery_pct",
+    "min_battery_voltage_v",
+    "min_signal_dbm",
+    "peak_abs_temperature_zscore",
+)
+
+
 def rule_conditions(settings: TimeseriesSettings) -> dict[str, tuple[pl.Expr, str]]:
     """Each rule's condition on a reading, and its thresholds as text."""
     s = settings
@@ -132,21 +150,5 @@ def anomaly_episodes(
             pl.lit(str(day)).str.to_date().alias("event_date"),
         )
         .sort(*KEYS, "rule", "episode_start_ts")
-        .select(
-            *KEYS,
-            "event_date",
-            "rule",
-            "thresholds",
-            "episode_start_ts",
-            "episode_end_ts",
-            "duration_minutes",
-            "readings",
-            "started_before_day",
-            "continues_after_day",
-            "peak_temperature_c",
-            "min_battery_pct",
-            "min_battery_voltage_v",
-            "min_signal_dbm",
-            "peak_abs_temperature_zscore",
-        )
+        .select(*KEYS, "event_date", *EPISODE_COLUMNS)
     )
