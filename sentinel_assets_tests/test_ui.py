@@ -56,7 +56,9 @@ TIMESERIES_ASSETS = [
     "fact_telemetry",
 ]
 # Wide and tall enough that the expanded graph fits at the zoom where nodes show their facts.
-VIEWPORT = {"width": 2400, "height": 1700}
+# Tall enough for the whole expanded graph (fleet, reports, telemetry and time-series groups):
+# the graph renders only the nodes inside the viewport.
+VIEWPORT = {"width": 2400, "height": 2600}
 
 
 def ui_instance_yaml() -> str:
