@@ -122,6 +122,25 @@ def compute_anomaly_whatif(
 # --- views ---------------------------------------------------------------------------------
 
 
+def total_metrics(
+    counts: pl.DataFrame, key: str, values: tuple[str, ...], changed_label: str, changed: int
+) -> None:
+    """One metric per value of `key` (what-if total, change against materialized) over all
+    regions, then the number of rows that change."""
+    totals = counts.group_by(key).agg(pl.col("materialized", "what_if").sum())
+    by_value = {row[key]: row for row in totals.iter_rows(named=True)}
+    columns = st.columns(len(values) + 1)
+    for column, value in zip(columns, values, strict=False):
+        row = by_value.get(value, {"what_if": 0, "materialized": 0})
+        column.metric(
+            value,
+            f"{row['what_if']:,}",
+            delta=f"{row['what_if'] - row['materialized']:+,}",
+            delta_color="off",
+        )
+    columns[-1].metric(changed_label, f"{changed:,}")
+
+
 def freshness(path: Path) -> None:
     written = data.last_materialized(path)
     shards = written.filter(pl.col("region").is_not_null())
@@ -374,22 +393,12 @@ def recovery_what_if_view(path: Path, version: tuple[float, ...]) -> None:
     result = compute_whatif(str(path), version, key, as_of)
     seconds = time.perf_counter() - started
 
-    counts = result.counts
-    totals = counts.group_by("action").agg(pl.col("materialized", "what_if").sum())
-    by_action = {row["action"]: row for row in totals.iter_rows(named=True)}
     st.markdown(
         f"**Actions, all regions** (what-if vs materialized; recomputed in {seconds:.2f} s)"
     )
-    columns = st.columns(len(ACTIONS) + 1)
-    for column, action in zip(columns, ACTIONS, strict=False):
-        row = by_action.get(action, {"what_if": 0, "materialized": 0})
-        column.metric(
-            action,
-            f"{row['what_if']:,}",
-            delta=f"{row['what_if'] - row['materialized']:+,}",
-            delta_color="off",
-        )
-    columns[-1].metric("devices whose action changes", f"{result.changes.height:,}")
+    total_metrics(
+        result.counts, "action", ACTIONS, "devices whose action changes", result.changes.height
+    )
     halting, resuming = result.halting, result.resuming
     if halting:
         st.error(f"Would halt: {', '.join(halting)}.")
@@ -518,18 +527,7 @@ def anomaly_what_if_view(path: Path) -> None:
         f"`telemetry_anomalies`; recomputed with the pipeline's `anomaly_episodes` over "
         f"{inputs.readings.height:,} readings in {seconds:.2f} s)"
     )
-    totals = result.counts.group_by("rule").agg(pl.col("materialized", "what_if").sum())
-    by_rule = {row["rule"]: row for row in totals.iter_rows(named=True)}
-    columns = st.columns(len(RULES) + 1)
-    for column, rule in zip(columns, RULES, strict=False):
-        row = by_rule.get(rule, {"what_if": 0, "materialized": 0})
-        column.metric(
-            rule,
-            f"{row['what_if']:,}",
-            delta=f"{row['what_if'] - row['materialized']:+,}",
-            delta_color="off",
-        )
-    columns[-1].metric("device rules changed", f"{result.changes.height:,}")
+    total_metrics(result.counts, "rule", RULES, "device rules changed", result.changes.height)
     rate = f"{settings.max_anomaly_rate:.0%}"
     if result.starting:
         st.error(f"Would start alerting (anomaly rate above {rate}): {', '.join(result.starting)}.")
