@@ -131,3 +131,10 @@ production-instance: install ## Dagster instance on PostgreSQL: checks the SENTI
 	$(BIN)/python -m sentinel_assets.production check
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/production/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+# --- Reliability suite (README "Reliability") ------------------------------------------------
+.PHONY: reliability
+# Every scenario at full size, then the table; `make test` runs the same tests at reduced size.
+reliability: install instance servers ## Kill, lock, break, fill and flood the pipeline; print the table (records lost must be 0)
+	SENTINEL_RELIABILITY_SIZE=full SENTINEL_RELIABILITY_REPORT=$(CURDIR)/reliability-table.md \
+	  $(BIN)/pytest -n 2 --dist loadfile sentinel_assets_tests/reliability

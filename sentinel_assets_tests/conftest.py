@@ -9,6 +9,11 @@ from sentinel_assets.chaos import inject_faults
 from sentinel_assets.contracts import FAULT_KINDS
 from sentinel_assets.definitions import defs
 from sentinel_assets.generate import generate_fleet
+from sentinel_assets_tests.reliability.table import (  # noqa: F401 (pytest hooks, fixture)
+    pytest_configure,
+    pytest_terminal_summary,
+    scenario,
+)
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 # The day and region of the demo warehouse's time series.
