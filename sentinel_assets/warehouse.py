@@ -168,6 +168,36 @@ def storage_problem(error: BaseException, catalog: Path | None = None) -> Broken
     return None
 
 
+def missing_shards(tables_root: Path) -> list[Path]:
+    """Shards a region lacks while its other tables have one: a deleted or never-renamed
+    file, which a view over the rest would silently leave out of every report."""
+    if not tables_root.exists():
+        return []
+    shards = {
+        table.name: {shard.name for shard in table.glob("region=*.parquet")}
+        for table in sorted(tables_root.iterdir())
+        if table.is_dir()
+    }
+    regions = set().union(*shards.values()) if shards else set()
+    return [
+        tables_root / table / name
+        for table, names in shards.items()
+        if names
+        for name in sorted(regions - names)
+    ]
+
+
+def require_whole_regions(tables_root: Path) -> None:
+    """Refuse to report over a region whose shards are incomplete, naming the first gap."""
+    gaps = missing_shards(tables_root)
+    if gaps:
+        more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
+        raise BrokenStorageError(
+            f"The shard {gaps[0]} is missing{more} while the region's other tables have "
+            f"theirs: {rematerialize_hint(gaps[0])}."
+        )
+
+
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 

@@ -378,6 +378,7 @@ def recovery_outcomes(
 
 def build_report(catalog: WarehouseCatalog, table: str) -> pl.DataFrame:
     """(Re)create a report table from its .sql file over the current shards; returns it."""
+    warehouse.require_whole_regions(catalog.tables_root)
     with catalog.get_connection() as conn:
         warehouse.create_views(conn, catalog.tables_root)
         warehouse.create_table_from_sql(conn, table, warehouse.read_sql(f"{table}.sql"))
@@ -385,6 +386,7 @@ def build_report(catalog: WarehouseCatalog, table: str) -> pl.DataFrame:
 
 
 def run_query(catalog: WarehouseCatalog, sql_file: str) -> pl.DataFrame:
+    warehouse.require_whole_regions(catalog.tables_root)
     with catalog.get_connection() as conn:
         return conn.sql(warehouse.read_sql(sql_file)).pl()
 

@@ -130,6 +130,21 @@ def same(frame: pl.DataFrame | None, other: pl.DataFrame | None) -> bool:
     return frame.equals(other)
 
 
+def torn(
+    state: Mapping[str, pl.DataFrame],
+    before: Mapping[str, pl.DataFrame],
+    after: Mapping[str, pl.DataFrame],
+) -> list[str]:
+    """Files or tables of `state` that are neither the `before` nor the `after` version
+    (a name absent from both and from `state` is fine)."""
+    names = set(state) | set(before) | set(after)
+    return sorted(
+        name
+        for name in names
+        if not (same(state.get(name), before.get(name)) or same(state.get(name), after.get(name)))
+    )
+
+
 def lost_and_duplicated(expected: pl.DataFrame, found: pl.DataFrame) -> tuple[int, int]:
     """Records of `expected` missing from `found`, and extra copies of a record in `found`."""
     keys = found.get_column(RECORD_ID)

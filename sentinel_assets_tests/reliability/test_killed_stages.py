@@ -17,10 +17,10 @@ from sentinel_assets_tests.reliability.shared import (
     lost_and_duplicated,
     materialize,
     new_home,
-    same,
     snapshot,
     start_module,
     stuck,
+    torn,
 )
 from sentinel_assets_tests.reliability.table import ScenarioRow, sized
 
@@ -52,16 +52,6 @@ def killed_jobs(stage: str) -> list[str]:
     if stage in ("catalog view update", "report write"):
         return [f"fleet_refresh:{KILLED}", "regional_report"]
     return [f"fleet_refresh:{KILLED}"]
-
-
-def torn(state: dict, before: dict, after: dict) -> list[str]:
-    """Files or tables that are neither the previous nor the new version."""
-    names = set(state) | set(before) | set(after)
-    return sorted(
-        name
-        for name in names
-        if not (same(state.get(name), before.get(name)) or same(state.get(name), after.get(name)))
-    )
 
 
 @pytest.mark.slow
