@@ -22,6 +22,9 @@ import duckdb
 
 WEBHOOK_ENV = "SENTINEL_ALERT_WEBHOOK_URL"
 UI_URL_ENV = "SENTINEL_UI_URL"
+# How long one POST may take, and the first pause before its retry (doubling after that).
+TIMEOUT_ENV = "SENTINEL_ALERT_WEBHOOK_TIMEOUT_S"
+BACKOFF_ENV = "SENTINEL_ALERT_WEBHOOK_BACKOFF_S"
 ALERTS_TABLE = "alerts"
 
 # delivery_status of an alert row
@@ -232,6 +235,31 @@ def slack_payload(alert: Alert, ui_url: str | None = None) -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
+@dataclass(frozen=True)
+class DeliveryTiming:
+    """How patient one delivery is: the POST's timeout and the first retry's pause."""
+
+    timeout_s: float = 5.0
+    backoff_s: float = 1.0
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> DeliveryTiming:
+        """The two settings from the environment; a bad value is one sentence."""
+        values = {}
+        for field, variable in (("timeout_s", TIMEOUT_ENV), ("backoff_s", BACKOFF_ENV)):
+            raw = environ.get(variable, "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if not 0 < value <= 300:
+                raise ValueError(f"{variable} must be a number of seconds in (0, 300], got {raw!r}")
+            values[field] = value
+        return cls(**values)
+
+
 def post_webhook(
     url: str,
     payload: Mapping[str, Any],
@@ -239,13 +267,17 @@ def post_webhook(
     backoff_s: float = 1.0,
     timeout_s: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
+    idempotency_key: str | None = None,
 ) -> DeliveryResult:
     """POST `payload` as JSON, retrying transient failures after backoff_s, 2*backoff_s, ...
-    Never raises: whatever happens is in the result, for the caller to record."""
+    Never raises: whatever happens is in the result, for the caller to record.
+    `idempotency_key` (the alert id) lets a receiver drop a repeat of the same alert."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         return DeliveryResult(False, 0, error=f"not an http(s) URL: {url!r}")
     body = json.dumps(payload).encode("utf-8")
     headers = {"Content-Type": "application/json", "User-Agent": "sentinel-alerts"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
     status: int | None = None
     error = ""
     for attempt in range(1, max(1, attempts) + 1):

@@ -2,12 +2,9 @@
 webhook receiver."""
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +17,7 @@ from sentinel_assets.defs.resources import build_resources
 from sentinel_assets.defs.sensors import check_failure_alerts, failing_rows
 from sentinel_assets.paths import CATALOG_FILE
 from sentinel_assets.warehouse import partition_file
+from sentinel_assets_tests.webhook import Receiver, closed_port_url, serving
 
 ALERT = alerts.Alert(
     raised_at=datetime(2026, 11, 1, 3, 4, 5, tzinfo=UTC),
@@ -33,54 +31,10 @@ ALERT = alerts.Alert(
 FAILING_GATE = {"resources": {"settings": {"config": {"gates": {"max_quarantine_rate": 0.0}}}}}
 
 
-class Receiver(ThreadingHTTPServer):
-    """A webhook endpoint on 127.0.0.1 that answers `statuses` in turn, then 200."""
-
-    def __init__(self, statuses: list[int]):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.statuses = list(statuses)
-        self.bodies: list[dict] = []
-        self.answers: list[int] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        status = self.server.statuses.pop(0) if self.server.statuses else 200
-        self.server.answers.append(status)
-        if status == 200:
-            self.server.bodies.append(body)
-        self.send_response(status)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
-    server = Receiver(getattr(request, "param", []))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(getattr(request, "param", [])) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
 
 
 def test_slack_payload_has_fallback_text_and_blocks():
@@ -267,3 +221,19 @@ def test_a_webhook_that_is_down_never_costs_the_alert_row(
                 ).fetchall()
             assert (status, attempts) == ("pending", tick_attempts) and "refused" in error.lower()
     assert "1 owed" in result.skip_reason.skip_message
+
+
+def test_delivery_timing_comes_from_the_environment_and_refuses_nonsense():
+    assert alerts.DeliveryTiming.from_environment({}) == alerts.DeliveryTiming()
+    timing = alerts.DeliveryTiming.from_environment(
+        {alerts.TIMEOUT_ENV: "0.5", alerts.BACKOFF_ENV: " 0.1 "}
+    )
+    assert (timing.timeout_s, timing.backoff_s) == (0.5, 0.1)
+    for raw in ("soon", "0", "-1", "301", "nan"):
+        with pytest.raises(ValueError, match=f"{alerts.TIMEOUT_ENV} must be a number of seconds"):
+            alerts.DeliveryTiming.from_environment({alerts.TIMEOUT_ENV: raw})
+
+
+def test_the_alert_id_travels_as_the_idempotency_key(receiver):
+    result = alerts.post_webhook(receiver.url, {"text": "x"}, idempotency_key="run/a/c/-")
+    assert result.delivered and receiver.keys == ["run/a/c/-"]

@@ -115,27 +115,37 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> Iterator[alerts.
 def deliver_pending(
     catalog: WarehouseCatalog, url: str, log: dg.DagsterLogManager
 ) -> tuple[int, int, int]:
-    """POST the alerts still owed to the webhook and record each outcome; (delivered, failed,
-    still owed). The first failure ends the round: the endpoint is down, the rest wait."""
+    """POST the alerts still owed to the webhook, recording each outcome as soon as it is
+    known (a daemon killed later in the round does not send a delivered alert again);
+    (delivered, failed, still owed). The first failure ends the round: the endpoint is
+    down, the rest wait."""
+    timing = alerts.DeliveryTiming.from_environment(os.environ)
     with catalog.get_connection() as conn:
         pending = alerts.pending_deliveries(conn, limit=DELIVERIES_PER_TICK)
     ui_url = os.environ.get(alerts.UI_URL_ENV) or None
-    outcomes: list[tuple[alerts.Alert, alerts.DeliveryResult]] = []
+    delivered = failed = 0
     for alert in pending:
-        result = alerts.post_webhook(url, alerts.slack_payload(alert, ui_url))
-        outcomes.append((alert, result))
+        result = alerts.post_webhook(
+            url,
+            alerts.slack_payload(alert, ui_url),
+            backoff_s=timing.backoff_s,
+            timeout_s=timing.timeout_s,
+            idempotency_key=alert.alert_id,
+        )
+        # The catalog is not held while the endpoint is waited for.
+        with catalog.get_connection() as conn:
+            alerts.record_delivery(conn, alert.alert_id, result)
         if not result.delivered:
+            failed += 1
             log.warning(
                 f"alert webhook delivery failed after {result.attempts} attempt(s) for "
                 f"{alert.alert_id}: {result.error}; will retry on a later tick"
             )
             break
+        delivered += 1
     with catalog.get_connection() as conn:
-        for alert, result in outcomes:
-            alerts.record_delivery(conn, alert.alert_id, result)
         owed = len(alerts.pending_deliveries(conn, limit=DELIVERIES_PER_TICK))
-    delivered = sum(result.delivered for _, result in outcomes)
-    return delivered, len(outcomes) - delivered, owed
+    return delivered, failed, owed
 
 
 @dg.sensor(
