@@ -176,7 +176,10 @@ def check_failure_alerts(
     for alert in new:
         context.log.warning(alerts.log_line(alert))
     summary = f"{len(runs)} finished run(s) read, {len(new)} new alert(s)"
-    pending = cursor.pending or bool(new and url)
+    # Owed deliveries are looked up whenever failures were read, not only new ones: a tick
+    # killed after recording its alerts (the cursor never advanced) leaves them owed, and
+    # the tick that reads the same runs again must send them. A lost cursor looks too.
+    pending = cursor.pending or bool(found and url) or context.cursor is None
     if url and pending:
         try:
             delivered, failed, owed = deliver_pending(catalog, url, context.log)

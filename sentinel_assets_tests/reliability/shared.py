@@ -53,6 +53,7 @@ def materialize(
     devices_per_region: int,
     jobs: Sequence[tuple[str, str | None]],
     instance: dg.DagsterInstance | None = None,
+    run_config: Mapping | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
     """Run `jobs` ((job, partition) pairs) in this process against `home` and its instance."""
     results = []
@@ -66,6 +67,7 @@ def materialize(
                         partition_key=partition,
                         instance=live,
                         resources=build_resources(home),
+                        run_config=run_config or {},
                         raise_on_error=False,
                     )
                 )
