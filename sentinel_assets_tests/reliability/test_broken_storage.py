@@ -19,6 +19,7 @@ from sentinel_assets_tests.reliability.shared import (
     torn,
 )
 from sentinel_assets_tests.reliability.table import ScenarioRow, sized
+from sentinel_assets_tests.test_broken_storage import retries, step_failures
 
 REGIONS = ("eu-west", "af-south")
 DEVICES = sized(500, 20_000)
@@ -79,20 +80,6 @@ DAMAGES = {
 }
 
 
-def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [
-        e.step_failure_data.user_failure_data.description
-        if e.step_failure_data.user_failure_data
-        else e.step_failure_data.error.message
-        for e in result.all_events
-        if e.is_step_failure
-    ]
-
-
-def retries(result: dg.ExecuteInProcessResult) -> int:
-    return sum(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
-
-
 @pytest.mark.slow
 @pytest.mark.reliability("3. broken storage")
 def test_broken_files_are_named_with_their_repair_and_the_repair_restores_them(
@@ -118,7 +105,7 @@ def test_broken_files_are_named_with_their_repair_and_the_repair_restores_them(
         found: list[str] = []
 
         (report,) = materialize(definitions, home, DEVICES, [("regional_report", None)])
-        messages = failure_messages(report)
+        messages = step_failures(report)
         if report.success or not messages:
             found.append("the report ran over broken storage")
         elif not all(part in messages[0] for part in (str(damaged), *said)):
