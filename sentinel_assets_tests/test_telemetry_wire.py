@@ -12,6 +12,7 @@ from sentinel_assets.contracts import BOUNDS, DEAD_LETTER_SCHEMA, TELEMETRY_EVEN
 from sentinel_assets.telemetry import wire
 from sentinel_assets.validation import check_contract
 from sentinel_assets_tests.telemetry_helpers import (
+    CSV_HEADER,
     csv_line,
     ingest,
     json_line,
@@ -257,11 +258,33 @@ def test_unreadable_files_become_one_dead_letter(tmp_path, lake_root):
     assert _file_reason(tmp_path, lake_root, "g.parquet", good) == "parquet:unreadable"
 
 
-def test_a_single_line_over_the_block_size_makes_the_file_unreadable(
-    tmp_path, lake_root, monkeypatch
+@pytest.mark.parametrize("where", ["first", "middle", "last, without a break"])
+@pytest.mark.parametrize("name", ["h.jsonl", "h.jsonl.gz"])
+def test_a_line_over_the_block_size_is_one_dead_letter_and_the_rest_is_read(
+    tmp_path, lake_root, monkeypatch, where, name
 ):
     monkeypatch.setattr(wire, "CHUNK_BYTES", 4096)
-    assert _file_reason(tmp_path, lake_root, "h.jsonl", b"{" * 10_000) == "file:line_too_long"
+    monkeypatch.setattr(wire, "MAX_LINE_BYTES", 1024)
+    good = [json_line(v2(ts=f"2026-10-31T03:{m:02d}:00Z")) for m in range(30)]
+    at = {"first": 0, "middle": 15, "last, without a break": 30}[where]
+    lines = [*good[:at], "{" * 20_000, *good[at:]]
+    data = "\n".join(lines).encode() + (b"" if at == 30 else b"\n")
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    result, events = ingest(path, lake_root)
+    assert result.accounting.balanced and result.accounting.unreadable is None
+    assert events.height == 30
+    [letter] = result.dead_letters.to_dicts()
+    assert (letter["reason"], letter["line_number"]) == ("line:too_long", at + 1)
+
+
+def test_a_csv_header_wider_than_any_line_makes_the_file_unreadable(tmp_path, lake_root):
+    wide = ",".join(f"c{i}" for i in range(wire.MAX_CSV_COLUMNS + 1)).encode()
+    assert _file_reason(tmp_path, lake_root, "w.csv", wide + b"\n1,2\n") == "csv:bad_header"
+    fits = ",".join([*CSV_HEADER, *(f"c{i}" for i in range(100))]).encode()
+    path = write_lines(tmp_path / "ok.csv", [fits, csv_line(v2()) + "," * 100], header=False)
+    result, events = ingest(path, lake_root)
+    assert result.accounting.unreadable is None and events.height == 1
 
 
 def test_small_blocks_give_the_same_result_as_one_block(tmp_path, monkeypatch):

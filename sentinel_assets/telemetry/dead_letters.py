@@ -6,8 +6,9 @@ Reason codes are `<scope>:<rule>`:
 
 * whole file (`line_number` 0, the file is moved aside): `file:empty`, `file:binary` (a NUL
   byte: not a text file), `file:unknown_format` (not .csv/.jsonl/.ndjson/.parquet[.gz]),
-  `file:line_too_long` (no line break within `wire.CHUNK_BYTES`), `file:unreadable` (I/O),
-  `gzip:corrupt` (truncated or not gzip), `csv:bad_header`, `parquet:unreadable`;
+  `file:unreadable` (I/O), `gzip:corrupt` (truncated or not gzip), `csv:bad_header` (also a
+  header over `wire.MAX_CSV_COLUMNS`), `parquet:unreadable`; `file:line_too_long` is only in
+  batches ingested before a line without a break became one `line:too_long` dead letter;
 * one MQTT message (`telemetry.envelope`): `topic:outside_layout`, `payload:empty`,
   `region:topic_mismatch`; whole stream batch: `stream:bad_envelope`;
 * one line: `encoding:invalid_utf8`, `line:too_long` (over `wire.MAX_LINE_BYTES`),

@@ -35,8 +35,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-CHUNK_BYTES = 32 * 2**20  # text read per block; a line longer than this makes the file unreadable
+CHUNK_BYTES = 32 * 2**20  # text read per block; a longer line is skipped to its end
 MAX_LINE_BYTES = 64 * 2**10  # a longer line is a dead letter (`line:too_long`)
+# No data line fits more fields in MAX_LINE_BYTES; a wider header is refused before Polars
+# builds a struct of that many fields (a 1M-column header cost 10 s and 2 GiB).
+MAX_CSV_COLUMNS = 1_024
 PARQUET_BATCH_ROWS = 250_000
 
 V1_FIELDS: tuple[str, ...] = (
@@ -118,11 +121,15 @@ def _open(path: Path, compressed: bool) -> BinaryIO:
 
 
 def _blocks(path: Path, compressed: bool) -> Iterator[bytes]:
-    """The decompressed text in blocks that each end at a line break (or the end of file)."""
+    """The decompressed text in blocks that each end at a line break (or the end of file). A
+    line with no break within `CHUNK_BYTES` is skipped to its end and stands in its block as
+    its first bytes only (enough to be a `line:too_long` dead letter): memory stays bounded
+    and the file's other lines are still read."""
     try:
         with _open(path, compressed) as stream:
             rest = b""
             first = True
+            skipping = False  # inside an oversized line; `rest` holds its first bytes
             while True:
                 data = stream.read(CHUNK_BYTES)
                 if first:
@@ -135,14 +142,17 @@ def _blocks(path: Path, compressed: bool) -> Iterator[bytes]:
                     if rest:
                         yield rest
                     return
+                if skipping:
+                    end = data.find(b"\n")
+                    if end < 0:
+                        continue
+                    yield rest + b"\n"
+                    rest, data, skipping = b"", data[end + 1 :], False
                 buffer = rest + data
                 cut = buffer.rfind(b"\n")
                 if cut < 0:
-                    if len(buffer) > CHUNK_BYTES:
-                        raise UnreadableFile(
-                            "file:line_too_long", f"no line break within {CHUNK_BYTES:,} bytes"
-                        )
-                    rest = buffer
+                    skipping = len(buffer) > CHUNK_BYTES
+                    rest = buffer[: MAX_LINE_BYTES + 2] if skipping else buffer  # flagged too long
                     continue
                 yield buffer[: cut + 1]
                 rest = buffer[cut + 1 :]
@@ -311,6 +321,12 @@ def _csv_header(block: bytes, path: Path) -> list[str]:
         text = line.decode("utf-8").lstrip("\ufeff").rstrip("\r\n")
     except UnicodeDecodeError:
         raise UnreadableFile("csv:bad_header", f"{path.name}: header is not UTF-8") from None
+    if text.count(",") >= MAX_CSV_COLUMNS:
+        raise UnreadableFile(
+            "csv:bad_header",
+            f"{path.name}: header has {text.count(',') + 1:,} columns, more than "
+            f"{MAX_CSV_COLUMNS:,}",
+        )
     names = [name.strip().strip('"').strip() for name in text.split(",")]
     if not text.strip() or "" in names or len(set(names)) != len(names):
         raise UnreadableFile(
