@@ -51,3 +51,19 @@ def settings_problem(error: ValidationError) -> str:
         for found in error.errors()
     ]
     return "Invalid settings: " + "; ".join(lines)
+
+
+# How a full disk reads in the errors that reach a run's failure: the OS's ENOSPC text, and
+# SQLite's (the Dagster instance) and DuckDB's own words for it.
+DISK_FULL_WORDS: tuple[str, ...] = (
+    "no space left on device",
+    "database or disk is full",
+    "disk is full",
+    "not enough space",
+)
+
+
+def reads_as_disk_full(message: str) -> bool:
+    """True for an error text that says the disk ran full."""
+    lowered = message.lower()
+    return any(words in lowered for words in DISK_FULL_WORDS)

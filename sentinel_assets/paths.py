@@ -13,6 +13,7 @@ that sets `SENTINEL_HOME` / `DAGSTER_HOME` first is always seen. No Dagster here
 """
 
 import os
+import shutil
 from pathlib import Path
 
 HOME_ENV = "SENTINEL_HOME"
@@ -25,6 +26,8 @@ REPORTS_DIR = "reports"
 LANDING_DIR = "landing"
 LAKE_DIR = "lake"
 DAGSTER_DIR = "dagster"
+MIN_FREE_ENV = "SENTINEL_MIN_FREE_MB"  # free space a writing command needs to start
+DEFAULT_MIN_FREE_MB = 100
 
 
 def _absolute(raw: str) -> Path:
@@ -97,3 +100,30 @@ def require_writable_folder(folder: Path, setting: str) -> None:
             f"Cannot write to {folder} ({setting}): {reason.lower()}; set {setting} to a "
             "writable folder, or free space / fix its permissions."
         ) from None
+    require_free_space(folder, setting)
+
+
+def min_free_bytes() -> int:
+    """`SENTINEL_MIN_FREE_MB` (default 100) in bytes; a bad value is one sentence."""
+    raw = os.environ.get(MIN_FREE_ENV, "").strip() or str(DEFAULT_MIN_FREE_MB)
+    try:
+        megabytes = int(raw.replace("_", ""))
+    except ValueError:
+        megabytes = -1
+    if megabytes < 0:
+        raise UnusableFolderError(
+            f"{MIN_FREE_ENV} must be a whole number of MiB (0 or more), got {raw!r}."
+        )
+    return megabytes * 2**20
+
+
+def require_free_space(folder: Path, setting: str) -> None:
+    """A disk too full for a run is named before the run starts: started, it would fail
+    half-way, with Dagster's own storage errors, after rewriting some shards."""
+    free, need = shutil.disk_usage(folder).free, min_free_bytes()
+    if free < need:
+        raise UnusableFolderError(
+            f"The disk holding {folder} ({setting}) has {free / 2**20:.1f} MiB free, less "
+            f"than the {need // 2**20} MiB a run needs: free space there or set {setting} to a "
+            f"folder on a larger disk ({MIN_FREE_ENV} sets the margin)."
+        )

@@ -9,6 +9,7 @@ so its writes are short.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -22,6 +23,7 @@ import polars as pl
 
 from sentinel_assets.alerts import ensure_alerts_table
 from sentinel_assets.contracts import UNHEALTHY_STATUSES, validate_region
+from sentinel_assets.failures import reads_as_disk_full
 from sentinel_assets.quality import QUARANTINE_RATE_MACRO
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -66,6 +68,15 @@ def write_partition(frame: pl.DataFrame, path: Path) -> None:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, pl.exceptions.ComputeError) as error:
+        if not reads_as_disk_full(str(error)):
+            raise
+        # Polars reports ENOSPC as a ComputeError; as an OSError it is retried as transient.
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device for {path} (the previous shard is intact): free space "
+            "and re-materialize the partition",
+        ) from error
     finally:
         tmp.unlink(missing_ok=True)
 

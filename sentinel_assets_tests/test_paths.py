@@ -70,3 +70,34 @@ def test_the_resources_and_the_cli_use_the_same_folders(
     home = instance_home()
     assert home == paths.dagster_home() == no_homes.resolve() / "data" / "dagster"
     assert (home / "dagster.yaml").is_file()
+
+
+def test_a_disk_with_less_free_space_than_the_margin_is_named_in_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    free_mb = __import__("shutil").disk_usage(tmp_path).free // 2**20
+    monkeypatch.setenv(paths.MIN_FREE_ENV, str(free_mb + 1024))
+    with pytest.raises(paths.UnusableFolderError, match=r"has [\d.]+ MiB free, less than the"):
+        paths.require_writable_folder(tmp_path / "data", paths.HOME_ENV)
+    monkeypatch.setenv(paths.MIN_FREE_ENV, "0")
+    paths.require_writable_folder(tmp_path / "data", paths.HOME_ENV)
+    for bad in ("lots", "-5"):
+        monkeypatch.setenv(paths.MIN_FREE_ENV, bad)
+        with pytest.raises(paths.UnusableFolderError, match="whole number of MiB"):
+            paths.min_free_bytes()
+
+
+@pytest.mark.parametrize(
+    ("message", "full"),
+    [
+        ("[Errno 28] No space left on device", True),
+        ("(sqlite3.OperationalError) database or disk is full", True),
+        ("parquet: underlying IO error: No space left on device (os error 28)", True),
+        ("IO Error: Could not set lock on file", False),
+        ("ValueError: unknown region 'mars-1'", False),
+    ],
+)
+def test_a_full_disk_is_told_apart_from_other_failures(message: str, full: bool):
+    from sentinel_assets.failures import reads_as_disk_full
+
+    assert reads_as_disk_full(message) is full

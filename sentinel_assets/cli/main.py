@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -40,7 +41,7 @@ from sentinel_assets.cli.progress import DEMO_TAG
 from sentinel_assets.cli.stale_runs import slot_waits, sweep_dead_runs
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.defs.config import env_int
-from sentinel_assets.failures import settings_problem
+from sentinel_assets.failures import reads_as_disk_full, settings_problem
 from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
 # Piped output (CI, logs) gets a wide, colourless table instead of a truncated 80 columns.
@@ -124,6 +125,22 @@ def summary_table(summary: pl.DataFrame) -> Table:
             f"{row['top_bottleneck'] or '-'} ({row['bottleneck_failures'] or 0:,})",
         )
     return table
+
+
+def disk_is_full(home: Path) -> bool:
+    """Less free space than a run needs to start (what a failed run that filled it leaves;
+    SQLite may have called it a "disk I/O error")."""
+    return shutil.disk_usage(home).free < paths.min_free_bytes()
+
+
+def disk_full_message(home: Path) -> str:
+    """What a run that filled the disk leaves, and what to do, in one sentence."""
+    free = shutil.disk_usage(home).free / 2**20 if home.exists() else 0.0
+    return (
+        f"The disk holding {home} ran full during the run ({free:.1f} MiB free now): free "
+        "space there (or set SENTINEL_HOME to a larger disk) and run `sentinel demo` again; "
+        "every shard is still its previous or its new complete version."
+    )
 
 
 def _print_outcome(outcome: RunOutcome) -> None:
@@ -252,6 +269,13 @@ def demo(args: argparse.Namespace) -> int:
     for outcome in [*fleet.regions, *([fleet.report] if fleet.report else [])]:
         if not outcome.success:
             _print_outcome(outcome)
+    outcomes = [*fleet.regions, *([fleet.report] if fleet.report else [])]
+    failed = [outcome for outcome in outcomes if not outcome.success]
+    if failed and (
+        any(reads_as_disk_full(outcome.error) for outcome in failed) or disk_is_full(home)
+    ):
+        console.print(f"[red]sentinel: {escape(disk_full_message(home))}[/]", soft_wrap=True)
+        return 1
     if fleet.report is None:
         console.print("[red]Some regions failed; the regional report was not refreshed.[/]")
         console.print("Open `make ui` and look at the failed runs for the reason.")

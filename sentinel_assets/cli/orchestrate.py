@@ -22,9 +22,13 @@ import dagster as dg
 from sentinel_assets import paths
 from sentinel_assets.cli.stale_runs import process_tags, sweep_dead_runs
 from sentinel_assets.contracts import validate_region
+from sentinel_assets.failures import reads_as_disk_full
 from sentinel_assets.refresh import REPORT, RegionRun, report_verdict
 
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console log is silenced in these runs (it would echo a failed step with its whole
+# stack): `sentinel` prints each failed run's reason in one line (`step_failure_reason`) and
+# its live view reads progress from the instance, where the UI keeps every event.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,30 @@ def end_workers(pool: ProcessPoolExecutor) -> list[str]:
         return sweep_dead_runs(instance)
 
 
+class QuietFullDiskNoise:
+    """A worker's stderr without Dagster's "Exception while writing logger call to event
+    log: ... disk is full" line for every log call once the disk is full (the run's failure
+    and `sentinel`'s closing sentence say it once); everything else passes through."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if text.startswith("Exception while writing logger call") and reads_as_disk_full(text):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def load_definitions() -> None:
     """Run first in each worker: the imports (Dagster, Polars, Pandera, the definitions)
     overlap with the instance set-up in the parent instead of following it."""
     from sentinel_assets.definitions import defs
 
+    if not isinstance(sys.stderr, QuietFullDiskNoise):
+        sys.stderr = QuietFullDiskNoise(sys.stderr)
     defs()
 
 
@@ -120,7 +143,10 @@ def step_failure_reason(event: dg.DagsterEvent) -> str:
     """`step: first line of its error`, what a person needs to see before opening the UI."""
     data = event.step_failure_data
     described = data.user_failure_data.description if data.user_failure_data else None
-    message = described or (data.error.message if data.error else "") or "failed"
+    error = data.error
+    while error is not None and error.message.startswith("Exceeded max_retries") and error.cause:
+        error = error.cause  # what the retries met, not that they ran out
+    message = described or (error.message if error else "") or "failed"
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     return f"{event.step_key}: {first[:300]}"
 
@@ -171,7 +197,8 @@ def _await_runs(
             try:
                 outcome = future.result()
             except Exception as error:  # a crashed worker must not hide the other regions
-                outcome = RunOutcome(label, "", False, error=f"{type(error).__name__}: {error}")
+                first = (str(error).strip().splitlines() or [""])[0][:300]
+                outcome = RunOutcome(label, "", False, error=f"{type(error).__name__}: {first}")
             outcomes[label] = outcome
             if on_done:
                 on_done(outcome)
