@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,6 +109,48 @@ class WrittenShard:
 
 class BrokenStorageError(ValueError):
     """A shard or the catalog file that exists but cannot be read."""
+
+
+class CatalogLockedError(RuntimeError):
+    """The catalog stayed locked by another process for the whole wait."""
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+LOCK_WAIT_ENV = "SENTINEL_CATALOG_LOCK_WAIT_S"
+
+
+def lock_holder(message: str) -> str:
+    """`PID 4242 (/usr/bin/python3)` from DuckDB's lock error, or its words when it names none."""
+    found = _LOCK_HOLDER.search(message)
+    if found is None:
+        return message.strip().splitlines()[0] if message.strip() else "another process"
+    return f"PID {found['pid']} ({found['program']})"
+
+
+def connect_waiting(
+    database: Path, config: dict, wait_s: float, first_delay_s: float = 0.1
+) -> duckdb.DuckDBPyConnection:
+    """A read-write connection, retried with backoff while another process holds the file's
+    lock, for at most `wait_s`; then `CatalogLockedError` names the holder (DuckDB says its
+    PID) and what to do, instead of a wait without end."""
+    deadline = time.monotonic() + wait_s
+    delay = first_delay_s
+    while True:
+        try:
+            return duckdb.connect(str(database), read_only=False, config=config)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CatalogLockedError(
+                    f"The warehouse file {database} stayed locked by {lock_holder(str(error))} "
+                    f"for {wait_s:g} s ({LOCK_WAIT_ENV}): close that DuckDB session (a `duckdb` "
+                    "shell, a notebook, a script) and re-run; the region shards already "
+                    "written are intact."
+                ) from error
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
 
 
 def rematerialize_hint(shard: Path) -> str:

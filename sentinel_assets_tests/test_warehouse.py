@@ -1,3 +1,8 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import duckdb
 import polars as pl
 import pytest
@@ -72,3 +77,46 @@ def test_unknown_regions_never_reach_a_path(tmp_path):
 def test_a_missing_shard_says_what_to_materialize(tmp_path):
     with pytest.raises(FileNotFoundError, match="materialize raw_fleet"):
         warehouse.read_partition(warehouse.partition_file(tmp_path, "raw_fleet", "us-east"))
+
+
+def _hold_lock(database: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the catalog open read-write for `seconds`."""
+    script = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+        "time.sleep(float(sys.argv[2]))"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(database), str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_writer_waits_for_the_catalog_lock_then_names_its_holder(tmp_path: Path):
+    database = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(database)).close()
+    holder = _hold_lock(database, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(warehouse.CatalogLockedError) as raised:
+            warehouse.connect_waiting(database, {}, wait_s=1.5)
+        assert 1.0 <= time.monotonic() - started < 10
+        assert f"stayed locked by PID {holder.pid} (" in str(raised.value)
+        assert warehouse.LOCK_WAIT_ENV in str(raised.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_writer_gets_the_catalog_once_the_lock_is_released_within_the_wait(tmp_path: Path):
+    database = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(database)).close()
+    holder = _hold_lock(database, 1.0)
+    try:
+        conn = warehouse.connect_waiting(database, {}, wait_s=30)
+        assert conn.execute("SELECT 42").fetchall() == [(42,)]
+        conn.close()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -57,6 +57,14 @@ class SentinelSettings(dg.ConfigurableResource):
 class WarehouseCatalog(DuckDBResource):
     """The DuckDB file that catalogs every asset; a lock held too long gets a clear error."""
 
+    lock_wait_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="How long a writer waits (retrying with backoff) for another process's "
+        "lock on the catalog before failing with a message naming it.",
+    )
+
     @property
     def tables_root(self) -> Path:
         """Region shards live beside the catalog file, in the same data folder."""
@@ -77,25 +85,20 @@ class WarehouseCatalog(DuckDBResource):
                 ),
                 allow_retries=False,
             )
+        config = {"custom_user_agent": "dagster", **self.connection_config}
         try:
-            context = super().get_connection()
-            conn = context.__enter__()
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
-                raise
+            conn = warehouse.connect_waiting(Path(self.database), config, self.lock_wait_s)
+        except warehouse.CatalogLockedError as error:
+            # Waited the whole budget already: a step retry would only wait it again.
             raise dg.Failure(
-                description=(
-                    f"The warehouse file {self.database} stayed locked by another process "
-                    "after retrying with backoff. Close other DuckDB sessions on it (a "
-                    "`duckdb` shell, a notebook) and re-run; the region shards already "
-                    "written are intact."
-                ),
-                metadata={"duckdb_error": str(error)},
+                description=str(error),
+                metadata={"duckdb_error": str(error.__cause__)},
+                allow_retries=False,
             ) from error
         try:
             yield conn
         finally:
-            context.__exit__(None, None, None)
+            conn.close()
 
 
 def shard_of(context: dg.OutputContext, obj: pl.DataFrame) -> tuple[str, str]:
@@ -176,6 +179,7 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
     home = home or paths.data_home()
     catalog = WarehouseCatalog(
         database=str(paths.catalog_path(home)),
+        lock_wait_s=env_int(warehouse.LOCK_WAIT_ENV, 120),
         # Readable by older `duckdb` command-line clients too, not only this Python package.
         connection_config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
     )
