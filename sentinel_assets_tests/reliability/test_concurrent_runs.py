@@ -110,11 +110,12 @@ def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
     env = {**environment(home, DEVICES), warehouse.LOCK_WAIT_ENV: str(LOCK_WAIT_S)}
     problems: dict[str, list[str]] = {}
     daemon_log = tmp_path / "daemon.log"
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"],
-        cwd=REPO, env=env, stdout=open(daemon_log, "wb"), stderr=subprocess.STDOUT,
-        start_new_session=True, preexec_fn=_die_with_parent,
-    )  # fmt: skip
+    with open(daemon_log, "wb") as log:  # the daemon keeps its own copy of the descriptor
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
     try:
         with (
             running_webserver(REPO / "workspace.yaml", env, log_path=tmp_path / "web.log") as url,
