@@ -34,7 +34,8 @@ from sentinel_assets.timeseries.trend import recent_drain
 FLEET_GROUP = "fleet"
 REPORT_GROUP = "reports"
 # A dropped connection or a full disk may be gone a few seconds later; only such errors are
-# retried (a locked catalog is waited for in place: `warehouse.connect_waiting`) (`defs.failures.retry_transient_only` on every asset that has this policy).
+# retried (`defs.failures.retry_transient_only` on every asset that has this policy); a
+# locked catalog is waited for in place (`warehouse.connect_waiting`).
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 # What a fleet step yields: its outputs, then the results of its checks.
 StepEvent = dg.Output | dg.AssetCheckResult

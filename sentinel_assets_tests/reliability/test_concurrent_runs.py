@@ -37,7 +37,7 @@ from sentinel_assets_tests.webserver import (
 FLEET = tuple(REGIONS)[: sized(2, 8)]
 ROUNDS = sized(2, 3)
 DEVICES = sized(100_000, 100_000)  # runs last longer than the queue takes to start the next
-HOLD_S = sized(12, 60)  # the read-write session of round 2
+HOLD_S = sized(0, 60)  # round 2's read-write session: at least this, and until the runs end
 LOCK_WAIT_S = sized(4, 20)  # SENTINEL_CATALOG_LOCK_WAIT_S for the runs
 RUNS_WAIT_S = sized(300, 900)
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -151,9 +151,10 @@ def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
             problems["read-only analyst"] = found
             scenario.fault(not found and not lost and not duplicated, lost, duplicated)
 
-            # Round 2: an analyst holds the catalog read-write for HOLD_S. The report waits
-            # LOCK_WAIT_S and fails naming the holder; region runs (Parquet shards only) go on.
-            holder = start_analyst(home, "rw", HOLD_S, tmp_path)
+            # Round 2: an analyst holds the catalog read-write (until the runs are done, and
+            # at least HOLD_S). The report waits LOCK_WAIT_S and fails naming the holder;
+            # region runs (Parquet shards only) go on.
+            holder = start_analyst(home, "rw", RUNS_WAIT_S, tmp_path)
             held_at = time.monotonic()
             report = ui.client.submit_job_execution("regional_report")
             regions = [ui.launch_partition("fleet_refresh", r) for r in FLEET]
@@ -174,6 +175,7 @@ def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
                     or warehouse.LOCK_WAIT_ENV not in messages
                 ):
                     found.append(f"the lock and its holder are not named: {messages[:500]}")
+            time.sleep(max(0.0, HOLD_S - (time.monotonic() - held_at)))
             stop_analyst(holder, "rw", tmp_path)
             retried = ui.client.submit_job_execution("regional_report")
             statuses = wait_for(ui, [retried])
