@@ -172,3 +172,15 @@ def start_module(module: str, *args: str, env: Mapping[str, str]) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def fleet_lost_and_duplicated(
+    expected: Mapping[str, pl.DataFrame], found: Mapping[str, pl.DataFrame]
+) -> tuple[int, int]:
+    """`lost_and_duplicated` summed over every sanitized_fleet and quarantine shard."""
+    pairs = [
+        lost_and_duplicated(frame, found[key])
+        for key, frame in expected.items()
+        if key.startswith(("sanitized_fleet/", "quarantine/"))
+    ]
+    return sum(lost for lost, _ in pairs), sum(extra for _, extra in pairs)

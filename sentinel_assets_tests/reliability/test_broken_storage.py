@@ -12,7 +12,7 @@ import pytest
 from sentinel_assets import paths, warehouse
 from sentinel_assets.cli.main import main
 from sentinel_assets_tests.reliability.shared import (
-    lost_and_duplicated,
+    fleet_lost_and_duplicated,
     materialize,
     new_home,
     snapshot,
@@ -119,12 +119,7 @@ def test_broken_files_are_named_with_their_repair_and_the_repair_restores_them(
         found += ["the report failed after the repair" for r in after if not r.success]
         restored = snapshot(home)
         found += [f"differs after the repair: {t}" for t in torn(restored, original, original)]
-        lost = duplicated = 0
-        for region in REGIONS:
-            for table in ("sanitized_fleet", "quarantine"):
-                key = f"{table}/region={region}.parquet"
-                missing, extra = lost_and_duplicated(original[key], restored[key])
-                lost, duplicated = lost + missing, duplicated + extra
+        lost, duplicated = fleet_lost_and_duplicated(original, restored)
         scenario.fault(not found and not lost and not duplicated, lost, duplicated)
         if found:
             problems[name] = found

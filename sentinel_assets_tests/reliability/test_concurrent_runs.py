@@ -18,8 +18,8 @@ from sentinel_assets.contracts import REGIONS
 from sentinel_assets_tests.reliability.shared import (
     REPO,
     environment,
+    fleet_lost_and_duplicated,
     instance_at,
-    lost_and_duplicated,
     materialize,
     new_home,
     snapshot,
@@ -86,17 +86,6 @@ def same_region_overlaps(instance: dg.DagsterInstance, run_ids: list[str]) -> in
     )
 
 
-def fleet_records(state: dict) -> dict:
-    return {k: v for k, v in state.items() if k.startswith(("sanitized_fleet/", "quarantine/"))}
-
-
-def lost_and_duplicates(expected: dict, found: dict) -> tuple[int, int]:
-    pairs = [
-        lost_and_duplicated(frame, found[key]) for key, frame in fleet_records(expected).items()
-    ]
-    return sum(lost for lost, _ in pairs), sum(extra for _, extra in pairs)
-
-
 @pytest.mark.slow
 @pytest.mark.reliability("2. concurrent writers and readers")
 def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
@@ -148,7 +137,7 @@ def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
                 found.append("no two runs of one region ran at the same time")
             state = snapshot(home)
             found += [f"differs: {t}" for t in torn(state, expected, expected)]
-            lost, duplicated = lost_and_duplicates(expected, state)
+            lost, duplicated = fleet_lost_and_duplicated(expected, state)
             problems["read-only analyst"] = found
             # Faults: the reader, and each pair of same-region runs that overlapped.
             for _ in range(1 + overlaps):
@@ -189,7 +178,7 @@ def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
             state = snapshot(home)
             found += [f"differs: {t}" for t in torn(state, expected, expected)]
             found += stuck(instance)
-            lost, duplicated = lost_and_duplicates(expected, state)
+            lost, duplicated = fleet_lost_and_duplicated(expected, state)
             problems["read-write lock held"] = found
             scenario.fault(not found and not lost and not duplicated, lost, duplicated)
     finally:

@@ -17,7 +17,7 @@ from sentinel_assets import paths
 from sentinel_assets_tests.reliability.shared import (
     REPO,
     environment,
-    lost_and_duplicated,
+    fleet_lost_and_duplicated,
     new_home,
     snapshot,
     torn,
@@ -85,15 +85,6 @@ def leftovers(home: Path) -> list[str]:
     return sorted(p.name for p in paths.tables_root(home).rglob("*.tmp"))
 
 
-def lost_and_duplicates(expected: dict, found: dict) -> tuple[int, int]:
-    lost = duplicated = 0
-    for key in expected:
-        if key.startswith(("sanitized_fleet/", "quarantine/")):
-            missing, extra = lost_and_duplicated(expected[key], found[key])
-            lost, duplicated = lost + missing, duplicated + extra
-    return lost, duplicated
-
-
 @pytest.mark.slow
 @pytest.mark.reliability("4. full and read-only disk")
 def test_a_full_or_read_only_disk_fails_in_one_sentence_and_keeps_the_shards(
@@ -142,7 +133,7 @@ def test_a_full_or_read_only_disk_fails_in_one_sentence_and_keeps_the_shards(
         assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
         final = snapshot(home)
         differs = torn(final, expected, expected)
-        lost, duplicated = lost_and_duplicates(expected, final)
+        lost, duplicated = fleet_lost_and_duplicated(expected, final)
         for name, found in problems.items():
             survived = not found and not differs
             scenario.fault(survived, *((lost, duplicated) if name == "read-only" else (0, 0)))
