@@ -36,7 +36,7 @@ ui: install instance ## Open the project in the Dagster UI (with the daemon, for
 # Two workers, whole files each (module fixtures are built once): many tests wait on servers,
 # subprocesses and daemons, so two at a time fit the 10-minute budget on 2 cores.
 test: install browser check-defs dashboard-install ## The whole test suite: `dg check defs`, every test, then the Streamlit tests in the dashboard env
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 	$(DASHBOARD_VENV)/bin/pytest $(DASHBOARD_TESTS)
 
 dashboard: dashboard-install ## Operations dashboard on http://127.0.0.1:8501 (read-only on the warehouse)

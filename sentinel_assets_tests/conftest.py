@@ -20,6 +20,18 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 DEMO_DAY, DEMO_REGION = "2026-10-31", "eu-west"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest files first (`long(seconds)`): `make test`'s two workers take whole files, so
+    the long ones start at once and the short ones fill in around them, instead of one long
+    file running alone at the end."""
+
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("long")
+        return marker.args[0] if marker else 0.0
+
+    items.sort(key=seconds, reverse=True)
+
+
 @pytest.fixture(scope="session")
 def as_of() -> datetime:
     return AS_OF

@@ -17,6 +17,8 @@ import pytest
 
 import sentinel_assets
 
+pytestmark = pytest.mark.long(30)
+
 DAGSTER_LAYERS = ("sentinel_assets.defs", "sentinel_assets.cli", "sentinel_assets.definitions")
 # The dashboard's Streamlit script: a UI layer over domain modules. Streamlit lives in the
 # dashboard's own environment, so it is checked from its source only (no Dagster either).

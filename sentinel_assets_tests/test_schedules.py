@@ -26,6 +26,8 @@ from sentinel_assets.defs.schedules import (
 )
 from sentinel_assets.paths import CATALOG_FILE
 
+pytestmark = pytest.mark.long(30)
+
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
 TICK = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from dagster import DagsterRunStatus, Definitions
 from sentinel_assets_tests.browser import capture, chromium_page, require_chromium
 from sentinel_assets_tests.webserver import DagsterUI, running_webserver, write_test_instance_yaml
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long(90)]
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "ui"

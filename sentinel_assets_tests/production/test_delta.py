@@ -15,7 +15,7 @@ from sentinel_assets.cli import orchestrate
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets_tests.production.conftest import environment
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long(60)]
 ROUNDS = 3
 
 

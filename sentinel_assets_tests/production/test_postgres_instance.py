@@ -8,7 +8,7 @@ from sentinel_assets import production
 from sentinel_assets_tests.production.conftest import PRODUCTION_REGIONS
 from sentinel_assets_tests.servers import self_signed_certificate
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long(50)]
 
 
 @pytest.fixture

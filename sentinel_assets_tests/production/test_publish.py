@@ -11,7 +11,7 @@ from polars.testing import assert_frame_equal
 
 from sentinel_assets import production, publish
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long(35)]
 
 
 def target(postgres, schema: str) -> production.PublishTarget:

@@ -26,6 +26,8 @@ from sentinel_assets_tests.reliability.shared import (
 from sentinel_assets_tests.reliability.table import ScenarioRow, sized
 from sentinel_assets_tests.webhook import HANG, serving
 
+pytestmark = pytest.mark.long(35)
+
 REGIONS = ("eu-west", "af-south")
 DEVICES = sized(300, 5_000)
 FAILING_GATE = {"resources": {"settings": {"config": {"gates": {"max_quarantine_rate": 0.0}}}}}

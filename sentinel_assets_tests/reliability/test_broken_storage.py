@@ -21,6 +21,8 @@ from sentinel_assets_tests.reliability.shared import (
 from sentinel_assets_tests.reliability.table import ScenarioRow, sized
 from sentinel_assets_tests.test_broken_storage import retries, step_failures
 
+pytestmark = pytest.mark.long(50)
+
 REGIONS = ("eu-west", "af-south")
 DEVICES = sized(500, 20_000)
 

@@ -34,6 +34,8 @@ from sentinel_assets_tests.webserver import (
     running_webserver,
 )
 
+pytestmark = pytest.mark.long(100)
+
 FLEET = tuple(REGIONS)[: sized(1, 8)]
 ROUNDS = sized(2, 3)
 DEVICES = sized(100_000, 100_000)  # runs last longer than the queue takes to start the next

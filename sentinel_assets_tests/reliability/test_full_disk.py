@@ -24,6 +24,8 @@ from sentinel_assets_tests.reliability.shared import (
 )
 from sentinel_assets_tests.reliability.table import ScenarioRow, sized
 
+pytestmark = pytest.mark.long(50)
+
 REGIONS = "eu-west,af-south"
 SMALL = sized(300, 2_000)  # the fleet already on disk
 BIG = sized(60_000, 200_000)  # a fleet whose shards need more than the space left

@@ -24,6 +24,8 @@ from sentinel_assets_tests.reliability.shared import (
 )
 from sentinel_assets_tests.reliability.table import ScenarioRow, full_size, sized
 
+pytestmark = pytest.mark.long(50)
+
 ALL_STAGES = (
     "generation", "chaos", "sanitize", "shard write", "catalog view update", "report write"
 )  # fmt: skip
