@@ -11,11 +11,17 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from sentinel_assets import reports
 from sentinel_assets.contracts import ASSET_CONTRACTS
 from sentinel_assets.timeseries import star, verify
-from sentinel_assets.timeseries.day import build_day
+from sentinel_assets.timeseries.day import (
+    build_day,
+    collect_timeseries,
+    device_chunks,
+    in_key_order,
+)
 from sentinel_assets.timeseries.readings import READING_DTYPES, clean_readings
 from sentinel_assets.timeseries.settings import TimeseriesSettings
 from sentinel_assets.validation import check_contract
@@ -185,6 +191,44 @@ def test_interpolated_values_equal_numpy_interp_and_outages_are_exactly_the_long
     assert verify.no_interpolation_across_long_gaps(series, frame, SETTINGS).passed
     assert verify.interpolated_between_neighbours(series, frame).passed
     assert check_contract(series, ASSET_CONTRACTS["device_timeseries"]).passed
+
+
+def several_devices(days: list[tuple[list[float], list[float]]]) -> pl.DataFrame:
+    """One device per (minutes, battery) series, alternating between two regions."""
+    return pl.concat(
+        readings(m, battery=b, device_id=f"SN-USE-{i:08d}", region=("us-east", "us-west")[i % 2])
+        for i, (m, b) in enumerate(days)
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(series_with_gaps(), min_size=1, max_size=6), st.integers(1, 200), st.integers())
+def test_runs_of_devices_give_the_rows_of_one_query_over_all_of_them(days, chunk, seed):
+    """`collect_timeseries` cuts a partition into runs of whole devices; wherever the cuts
+    fall (down to one device per run) and whatever order the readings come in, the result is
+    the single query's, row for row."""
+    frame = several_devices(days)
+    whole = collect_timeseries(frame.lazy(), DAY, SETTINGS, chunk_readings=frame.height)
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed % 2**32)
+    in_order = frame.sort("region", "device_id")  # sliced, not gathered
+    assert in_key_order(in_order)
+    for source in (shuffled, in_order):
+        in_runs = collect_timeseries(source.lazy(), DAY, SETTINGS, chunk_readings=chunk)
+        assert_frame_equal(in_runs, whole)
+
+
+def test_runs_hold_whole_devices_in_key_order_and_about_the_asked_size():
+    frame = several_devices([([0, 5, 10], [1.0, 2.0, 3.0])] * 5)  # 5 devices x 3 readings
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    assert not in_key_order(shuffled) and in_key_order(shuffled.sort("region", "device_id"))
+    for source in (shuffled, shuffled.sort("region", "device_id")):
+        runs = device_chunks(source, 6)
+        assert [r.height for r in runs] == [6, 6, 3]
+        devices = [sorted(set(zip(r["region"], r["device_id"], strict=True))) for r in runs]
+        assert [d for run in devices for d in run] == sorted(d for run in devices for d in run)
+        assert len({d for run in devices for d in run}) == 5  # none split over two runs
+    [whole] = device_chunks(frame, frame.height)
+    assert whole is frame  # small enough: one run, as it came
 
 
 # --- rolling features ---------------------------------------------------------------------
