@@ -33,11 +33,19 @@ demo: install instance ## Simulate device telemetry, ingest it, build every regi
 ui: install instance ## Open the project in the Dagster UI (with the daemon, for schedules/sensors)
 	$(BIN)/dagster dev -w workspace.yaml
 
-# Two workers, whole files each (module fixtures are built once): many tests wait on servers,
-# subprocesses and daemons, so two at a time fit the 10-minute budget on 2 cores.
-test: install browser check-defs dashboard-install ## The whole test suite: `dg check defs`, every test, then the Streamlit tests in the dashboard env
-	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
-	$(DASHBOARD_VENV)/bin/pytest $(DASHBOARD_TESTS)
+# Two workers, whole files each (module fixtures are built once), the longest files first:
+# many tests wait on servers, subprocesses and daemons, so two at a time fit the 10-minute
+# budget on 2 cores. The Streamlit tests (their own environment) run alongside, in that idle
+# time; their output follows the main suite's, and either failing fails `make test`.
+test: install browser check-defs dashboard-install ## The whole test suite: `dg check defs`, every test, and the Streamlit tests in the dashboard env
+	@scratch=$$(mktemp -d); \
+	$(DASHBOARD_VENV)/bin/pytest $(DASHBOARD_TESTS) --basetemp=$$scratch/tmp >$$scratch/log 2>&1 & \
+	dashboard=$$!; \
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder; main=$$?; \
+	wait $$dashboard; streamlit=$$?; \
+	echo "--- Streamlit tests ($(DASHBOARD_VENV)/bin/pytest $(DASHBOARD_TESTS)) ---"; \
+	cat $$scratch/log; rm -rf $$scratch; \
+	test $$main = 0 && test $$streamlit = 0
 
 dashboard: dashboard-install ## Operations dashboard on http://127.0.0.1:8501 (read-only on the warehouse)
 	$(DASHBOARD_VENV)/bin/streamlit run sentinel_assets/dashboard/app.py \
