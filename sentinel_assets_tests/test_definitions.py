@@ -11,8 +11,22 @@ from sentinel_assets.defs.metadata import COLUMN_SCHEMA, column_schema, contract
 
 
 def asset_metadata(definitions: dg.Definitions) -> dict[str, dict]:
+    """Every asset Sentinel materializes (the MQTT stream is external: observed, and its
+    payloads meet the telemetry contract when they are ingested)."""
     graph = definitions.resolve_asset_graph()
-    return {key.to_user_string(): graph.get(key).metadata for key in graph.get_all_asset_keys()}
+    return {
+        key.to_user_string(): graph.get(key).metadata
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).is_materializable
+    }
+
+
+def test_the_only_external_asset_is_the_stream(definitions: dg.Definitions):
+    graph = definitions.resolve_asset_graph()
+    external = {k.to_user_string() for k in graph.get_all_asset_keys()} - set(
+        asset_metadata(definitions)
+    )
+    assert external == {"mqtt_telemetry_stream"}
 
 
 def test_the_definitions_load_once_per_process_and_are_loadable(definitions: dg.Definitions):

@@ -45,7 +45,7 @@ REPORT_ASSETS = [
     "campaign_report",
     "status_before_after",
 ]
-TELEMETRY_ASSETS = ["dead_letters", "telemetry_events"]
+TELEMETRY_ASSETS = ["mqtt_telemetry_stream", "dead_letters", "telemetry_events"]
 TIMESERIES_ASSETS = [
     "device_timeseries",
     "telemetry_anomalies",

@@ -89,6 +89,7 @@ def _batch_events(telemetry: TelemetryLanding, accounting: FileAccounting) -> pl
 
 @dg.asset(
     partitions_def=landing_batches,
+    deps=["mqtt_telemetry_stream"],
     check_specs=[
         _spec("dead_letters", CONTRACT, landing_batches, "Dead letters satisfy their contract."),
         _spec("dead_letters", "lines_accounted", landing_batches, lines_accounted.__doc__),
@@ -174,7 +175,10 @@ def _ensure_views(catalog: WarehouseCatalog, telemetry: TelemetryLanding) -> Non
 
 @dg.asset(
     partitions_def=event_partitions,
-    deps=[dg.AssetDep("dead_letters", partition_mapping=dg.AllPartitionMapping())],
+    deps=[
+        dg.AssetDep("dead_letters", partition_mapping=dg.AllPartitionMapping()),
+        "mqtt_telemetry_stream",
+    ],
     check_specs=[
         _spec(
             "telemetry_events",

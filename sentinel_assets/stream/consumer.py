@@ -36,12 +36,14 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from sentinel_assets.stream.health import STATUS_FILE, ConsumerStatus
 from sentinel_assets.stream.journal import Journal, LandingNotWritable
 from sentinel_assets.stream.settings import BrokerAddress
 from sentinel_assets.telemetry.envelope import TOPIC_FILTER, envelope
 
 log = logging.getLogger("sentinel.consume")
 SESSION_EXPIRY_S = 7 * 24 * 3600
+STATUS_INTERVAL_S = 5.0  # how often status.json is rewritten (health.CONSUMER_STALE_S reads it)
 
 
 RECEIVE_BLOCK = 256 * 1024
@@ -148,6 +150,7 @@ class ConsumerStats:
     messages: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
     last_message_at: dict[str, float] = field(default_factory=dict)  # region -> epoch s
     per_region: Counter = field(default_factory=Counter)
 
@@ -187,6 +190,7 @@ class Consumer:
         self.subscribed = False
         self.stopping = False
         self.blocked_since: float | None = None
+        self.status_written = 0.0
         self.metrics = _Metrics(settings.metrics_port)
         self.client = self._client()
 
@@ -366,9 +370,12 @@ class Consumer:
     def _write_status(self) -> None:
         """The consumer's figures for Dagster (`stream_status.json` beside the journal)."""
         elapsed = max(time.monotonic() - self.stats.started, 1e-9)
+        self.status_written = time.monotonic()
         status = {
             "consumer": self.settings.consumer_id,
+            "started_at": self.stats.started_at,
             "subscribed": self.subscribed,
+            "queued": self.journal.messages + len(self.pending),
             "messages": self.stats.messages,
             "batches": self.stats.batches,
             "messages_per_second": round(self.stats.messages / elapsed, 1),
@@ -376,7 +383,7 @@ class Consumer:
             "messages_by_region": dict(self.stats.per_region),
             "written_at": time.time(),
         }
-        path = self.journal.folder / "status.json"
+        path = self.journal.folder / STATUS_FILE
         tmp = path.with_name(".status.json.tmp")
         try:
             tmp.write_text(json.dumps(status, indent=1, sort_keys=True))
@@ -384,12 +391,26 @@ class Consumer:
         except OSError:
             pass
 
+    def _resume_status(self) -> None:
+        """Keep the last message time per region across restarts (a silent region stays
+        silent when its consumer is restarted)."""
+        try:
+            previous = ConsumerStatus.from_json(
+                json.loads((self.journal.folder / STATUS_FILE).read_text())
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return
+        self.stats.last_message_at.update(previous.last_message_at)
+        self.stats.per_region.update(previous.messages_by_region)
+
     def stop(self, *_: object) -> None:
         self.stopping = True
 
     def run(self, max_seconds: float | None = None) -> ConsumerStats:
         for batch in self.journal.recover():
             log.info("landed %s, left durable by an earlier consumer", batch.name)
+        self._resume_status()
+        self._write_status()
         started = time.monotonic()
         self._connect_with_backoff()
         retry_at = 0.0
@@ -413,6 +434,8 @@ class Consumer:
                 retry_at = now + 1.0
             if self.blocked_since is None:
                 self._land()
+            if now - self.status_written >= STATUS_INTERVAL_S:
+                self._write_status()
         if self.fatal is not None:
             self.client.disconnect()
             raise ConsumerError(self.fatal)

@@ -82,3 +82,20 @@ def broker_address(source: str, env: Mapping[str, str] | None = None) -> BrokerA
         cert_file=files[CERT_FILE_ENV],
         key_file=files[KEY_FILE_ENV],
     )
+
+
+SILENCE_ENV = "SENTINEL_STREAM_SILENCE_MINUTES"
+DEFAULT_SILENCE_MINUTES = 15.0
+
+
+def silence_seconds(env: Mapping[str, str] | None = None) -> float:
+    """How long a region may send nothing before its freshness check fails."""
+    env = os.environ if env is None else env
+    raw = (env.get(SILENCE_ENV) or "").strip() or str(DEFAULT_SILENCE_MINUTES)
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = float("nan")
+    if not minutes > 0 or minutes == float("inf"):
+        raise StreamConfigError(f"{SILENCE_ENV} must be a number of minutes above 0, got {raw!r}.")
+    return minutes * 60
