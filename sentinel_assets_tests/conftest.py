@@ -13,7 +13,9 @@ from sentinel_assets_tests.reliability.table import (  # noqa: F401 (pytest hook
     pytest_configure,
     pytest_terminal_summary,
     scenario,
+    stream_row,
 )
+from sentinel_assets_tests.stream_helpers import broker, consumer  # noqa: F401 (fixtures)
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 # The day and region of the demo warehouse's time series.

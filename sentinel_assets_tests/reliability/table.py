@@ -61,15 +61,64 @@ class ScenarioRow:
         )
 
 
+STREAM_COLUMNS = (
+    "stream fault",
+    "published",
+    "consumed",
+    "events",
+    "duplicates dropped",
+    "dead letters",
+    "lost",
+    "twice in telemetry_events",
+    "s",
+)
+STREAM_FOLDER = "stream"
+
+
+@dataclass
+class StreamRow:
+    """One stream fault's accounting (`stream_helpers.StreamAccount`): lost and twice must be 0."""
+
+    scenario: str
+    published: int = 0
+    consumed: int = 0
+    events: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def record(self, account) -> None:
+        for name in ("published", "consumed", "events", "duplicates", "dead_letters", "lost"):
+            setattr(self, name, getattr(account, name))
+        self.duplicated = account.duplicated
+
+    def as_cells(self) -> tuple[str, ...]:
+        figures = (
+            self.published,
+            self.consumed,
+            self.events,
+            self.duplicates,
+            self.dead_letters,
+            self.lost,
+            self.duplicated,
+        )
+        return (self.scenario, *map(str, figures), f"{self.seconds:.1f}")
+
+
 def rows_folder() -> Path | None:
     raw = os.environ.get(ROWS_ENV)
     return Path(raw) if raw else None
 
 
-def save(row: ScenarioRow) -> None:
+def save(row: ScenarioRow | StreamRow) -> None:
     folder = rows_folder()
     if folder is None:
         return
+    if isinstance(row, StreamRow):
+        folder = folder / STREAM_FOLDER
     row.seconds = time.perf_counter() - row.started
     folder.mkdir(parents=True, exist_ok=True)
     name = "".join(c if c.isalnum() else "-" for c in row.scenario)
@@ -82,9 +131,14 @@ def load(folder: Path) -> list[ScenarioRow]:
     return sorted(rows, key=lambda r: r.scenario)
 
 
-def markdown(rows: list[ScenarioRow]) -> str:
+def load_stream(folder: Path) -> list[StreamRow]:
+    rows = [StreamRow(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+    return sorted(rows, key=lambda r: r.scenario)
+
+
+def markdown(rows: list, columns: tuple[str, ...] = COLUMNS) -> str:
     """The table as the README shows it."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row.as_cells()) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -95,6 +149,15 @@ def scenario(request: pytest.FixtureRequest):
     whether the test passed or not, so a failed invariant still shows in the table."""
     marker = request.node.get_closest_marker("reliability")
     row = ScenarioRow(marker.args[0] if marker else request.node.name)
+    yield row
+    save(row)
+
+
+@pytest.fixture
+def stream_row(request: pytest.FixtureRequest):
+    """A row of the stream table for this fault (the `reliability` marker names it)."""
+    marker = request.node.get_closest_marker("reliability")
+    row = StreamRow(marker.args[0] if marker else request.node.name)
     yield row
     save(row)
 
@@ -111,12 +174,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     folder = rows_folder()
     if hasattr(config, "workerinput") or folder is None or not folder.is_dir():
         return
-    rows = load(folder)
-    if not rows:
+    rows, stream = load(folder), load_stream(folder / STREAM_FOLDER)
+    if not rows and not stream:
         return
     size = "full" if full_size() else "reduced"
     terminalreporter.section(f"reliability ({size} size)")
-    terminalreporter.write_line(markdown(rows))
+    text = "\n\n".join(
+        part
+        for part in (
+            markdown(rows) if rows else "",
+            markdown(stream, STREAM_COLUMNS) if stream else "",
+        )
+        if part
+    )
+    terminalreporter.write_line(text)
     report = os.environ.get("SENTINEL_RELIABILITY_REPORT")
     if report:
-        Path(report).write_text(markdown(rows) + "\n")
+        Path(report).write_text(text + "\n")
