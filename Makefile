@@ -10,7 +10,7 @@ export SENTINEL_HOME DAGSTER_HOME
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo ui test test-fast check-defs lint format bench install instance clean browser
+.PHONY: demo stream-demo ui test test-fast check-defs lint format bench install instance clean browser
 .PHONY: dashboard dashboard-install
 
 # The dashboard's own environment: Streamlit brings pandas, which would slow every pipeline
@@ -29,6 +29,9 @@ demo: install instance ## Simulate device telemetry, ingest it, build every regi
 	$(BIN)/sentinel ingest $(SENTINEL_HOME)/landing
 	SENTINEL_FLEET_SOURCE=landing $(BIN)/sentinel demo
 	$(BIN)/sentinel timeseries
+
+stream-demo: install instance servers ## A local Mosquitto, the consumer and the simulator publishing for a minute, ingested by the landing sensor; prints the accounting
+	$(BIN)/sentinel stream-demo --seconds $${STREAM_DEMO_SECONDS:-60}
 
 ui: install instance ## Open the project in the Dagster UI (with the daemon, for schedules/sensors)
 	$(BIN)/dagster dev -w workspace.yaml

@@ -78,3 +78,32 @@ def test_every_message_is_accounted_for_once_whatever_the_crashes(kinds, steps):
     assert events.height == expected.accepted  # each event once, as from one file
     dead = sum(a.dead_letters for a in accounts)
     assert dead == expected.dead_letters  # each broken message once
+
+
+def test_a_restarted_consumer_never_reuses_a_batch_name_the_sensor_moved_away(tmp_path):
+    landing = tmp_path / "landing"
+    names = []
+    for _ in range(3):  # three consumer lifetimes; the sensor moves each batch aside
+        journal = Journal(landing, "c")
+        journal.recover()
+        journal.append([envelope(*message("valid", len(names)), 1)])
+        batch = journal.rotate()
+        journal.close()
+        names.append(batch.name)
+        batch.rename(tmp_path / f"ingested-{len(names)}")
+    assert len(set(names)) == 3
+
+
+def test_a_lost_sequence_file_costs_names_not_messages(tmp_path):
+    landing = tmp_path / "landing"
+    journal = Journal(landing, "c")
+    journal.recover()
+    journal.append([envelope(*message("valid", 0), 1)])
+    first = journal.rotate()
+    journal.close()
+    (journal.folder / "next_sequence").write_text("garbage")
+    again = Journal(landing, "c")
+    again.recover()  # the landed batch is still there: its number is not taken again
+    again.append([envelope(*message("valid", 1), 2)])
+    second = again.rotate()
+    assert first.exists() and second.exists() and first != second

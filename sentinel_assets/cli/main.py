@@ -20,6 +20,7 @@ from rich.table import Table
 
 from sentinel_assets import paths, warehouse
 from sentinel_assets.cli import stream as stream_commands
+from sentinel_assets.cli import stream_demo
 from sentinel_assets.cli import telemetry as telemetry_commands
 from sentinel_assets.cli import timeseries as timeseries_commands
 from sentinel_assets.cli.live import (
@@ -325,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     telemetry_commands.add_commands(commands)
     timeseries_commands.add_commands(commands)
     stream_commands.add_commands(commands)
+    stream_demo.add_command(commands)
     return parser
 
 

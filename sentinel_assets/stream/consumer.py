@@ -43,7 +43,7 @@ from sentinel_assets.telemetry.envelope import TOPIC_FILTER, envelope
 
 log = logging.getLogger("sentinel.consume")
 SESSION_EXPIRY_S = 7 * 24 * 3600
-STATUS_INTERVAL_S = 5.0  # how often status.json is rewritten (health.CONSUMER_STALE_S reads it)
+STATUS_INTERVAL_S = 1.0  # how often status.json is rewritten (health.CONSUMER_STALE_S reads it)
 
 
 RECEIVE_BLOCK = 256 * 1024

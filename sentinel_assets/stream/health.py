@@ -122,9 +122,7 @@ class Silence:
         return f"{self.region}: silent for {minutes:.0f} min"
 
 
-def silent_regions(
-    health: StreamHealth, regions: Iterable[str], silence_s: float
-) -> list[Silence]:
+def silent_regions(health: StreamHealth, regions: Iterable[str], silence_s: float) -> list[Silence]:
     """Regions of the fleet with no message for `silence_s` while a consumer is running (no
     running consumer: nothing can be said about the devices, so no region is judged)."""
     since = health.watched_since()

@@ -30,6 +30,7 @@ from sentinel_assets.telemetry.envelope import STREAM_SUFFIX
 
 STATE_DIR = ".stream"
 PART = ".part"
+NEXT_SEQUENCE = "next_sequence"  # batch names stay unique after the sensor moves them away
 
 
 class LandingNotWritable(OSError):
@@ -64,6 +65,8 @@ class Journal:
         """Land every journal a killed consumer left (cut at its last complete line); return
         the batches made. Call once at start, before the first append."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError, ValueError):
+            self.sequence = int((self.folder / NEXT_SEQUENCE).read_text())
         landed = []
         for part in sorted(self.folder.glob(f"*{STREAM_SUFFIX}{PART}")):
             sequence = int(part.name.split(".", 1)[0])
@@ -83,6 +86,7 @@ class Journal:
             for p in self.landing.glob(f"{self.consumer}-*{STREAM_SUFFIX}")
         ]
         self.sequence = max([self.sequence, *(s + 1 for s in existing)])
+        self._save_sequence()
         return landed
 
     def append(self, lines: list[bytes]) -> None:
@@ -120,7 +124,16 @@ class Journal:
         batch = self._land(self._part(self.sequence), self.sequence)
         self.sequence += 1
         self.messages = 0
+        self._save_sequence()
         return batch
+
+    def _save_sequence(self) -> None:
+        """Remember the next batch number (a name is only a label, the content hash is the
+        identity: losing this file costs unique names, never data)."""
+        tmp = self.folder / f".{NEXT_SEQUENCE}.tmp"
+        with contextlib.suppress(OSError):
+            tmp.write_text(str(self.sequence))
+            tmp.replace(self.folder / NEXT_SEQUENCE)
 
     def _land(self, part: Path, sequence: int) -> Path:
         target = self.batch_path(sequence)

@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -68,3 +69,19 @@ def publish(
         client.disconnect()
         client.loop_stop()
     return sent
+
+
+def paced(
+    messages: Iterable[tuple[str, bytes]],
+    rate: float,
+    published_at: dict[bytes, float] | None = None,
+) -> Iterator[tuple[str, bytes]]:
+    """`messages` at a steady `rate` per second (a fleet reporting), noting when each payload
+    was first handed to the publisher in `published_at` (epoch seconds)."""
+    started = time.monotonic()
+    for i, (topic, payload) in enumerate(messages):
+        while (wait := started + i / rate - time.monotonic()) > 0:
+            time.sleep(wait)
+        if published_at is not None:
+            published_at.setdefault(payload, time.time())
+        yield topic, payload
