@@ -140,8 +140,6 @@ def accepted_events(lake_root: Path) -> pl.DataFrame:
     return lake.scan_events(lake_root).collect()
 
 
-
-
 def expected_payloads(sent: list[tuple[str, bytes]]) -> set[tuple[str, str | None]]:
     """What the landed envelopes must hold, at least once each."""
     return {(t, p.decode("utf-8")) for t, p in sent if _utf8(p)} | {

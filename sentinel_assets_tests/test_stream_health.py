@@ -160,7 +160,10 @@ def test_a_silent_region_fails_the_check_and_raises_one_alert_per_silence(home):
     assert evaluation is not None and not evaluation.event.dagster_event.event_specific_data.passed
     ((asset, region, check_name, severity, text),) = alert_rows(home)
     assert (asset, region, check_name, severity) == (
-        STREAM_ASSET, "us-east", REGIONS_REPORTING, "WARN"
+        STREAM_ASSET,
+        "us-east",
+        REGIONS_REPORTING,
+        "WARN",
     )
     assert text.startswith("Region us-east: silent for 20 min")
     # us-east reports again, then falls silent once more: a new silence, a new alert.

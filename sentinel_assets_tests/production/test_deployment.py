@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "deploy" / "compose.yaml"
 ENV_EXAMPLE = REPO / "deploy" / "compose.env.example"
 DOCKERFILE = REPO / "Dockerfile"
-SENTINEL_SERVICES = ("webserver", "daemon", "worker-1", "worker-2")
+SENTINEL_SERVICES = ("webserver", "daemon", "worker-1", "worker-2", "consumer")
 # `${NAME}`, `${NAME:-default}`, `${NAME:?message}`; `$${...}` is a literal `$` for the shell.
 REFERENCE = re.compile(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 SECRET = re.compile(r"PASSWORD|SECRET")
@@ -63,7 +63,7 @@ def filled(example: dict[str, str]) -> dict[str, str]:
 def test_every_service_of_the_production_profile_is_there(compose):
     services = compose["services"]
     assert set(services) == {
-        "postgres", "redis", "minio", "minio-bucket", *SENTINEL_SERVICES,
+        "postgres", "redis", "minio", "minio-bucket", "mosquitto", *SENTINEL_SERVICES,
     }  # fmt: skip
     for name in SENTINEL_SERVICES:
         assert services[name]["build"]["context"] == ".."
@@ -76,6 +76,7 @@ def test_every_service_of_the_production_profile_is_there(compose):
         c.startswith("dagster-celery worker start -A dagster_celery.app -y ") for c in workers
     )
     assert len(set(workers)) == 2  # two distinctly named workers
+    assert commands["consumer"].startswith("sentinel consume --source mqtt://mosquitto:1883 ")
     assert importlib.util.find_spec("dagster_celery.app")  # the -A app the workers import
 
 
@@ -146,3 +147,20 @@ def test_the_image_copies_what_the_services_run():
     assert "deploy/production/celery.yaml" in sources  # the workers' -y file
     assert "pip install '.[production]'" in text
     assert re.search(r"^USER\s+(?!root)\w+", text, flags=re.MULTILINE)  # not run as root
+
+
+def test_the_shipped_broker_config_has_the_settings_the_tests_run():
+    """deploy/mosquitto/mosquitto.conf says what `stream.broker` (used by every broker test)
+    says about queues, in-flight window and persistence."""
+    from sentinel_assets.stream import broker
+
+    shipped = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    for setting in (
+        f"max_queued_messages {broker.QUEUED_MESSAGES}",
+        f"max_inflight_messages {broker.INFLIGHT_MESSAGES}",
+        f"autosave_interval {broker.AUTOSAVE_SECONDS}",
+        "max_queued_bytes 0",
+        "persistence true",
+        "allow_anonymous false",
+    ):
+        assert setting in shipped, setting

@@ -92,9 +92,7 @@ def test_a_broker_restarted_mid_stream_loses_nothing(broker, consumer, tmp_path,
 
 
 @pytest.mark.reliability("7c. two consumers share a subscription, one SIGKILLed")
-def test_a_shared_subscription_survives_one_consumer_killed(
-    broker, consumer, tmp_path, stream_row
-):
+def test_a_shared_subscription_survives_one_consumer_killed(broker, consumer, tmp_path, stream_row):
     """The killed consumer's share waits in its session at the broker until a supervisor
     restarts it under the same id (Mosquitto does not reroute it): nothing lost."""
     landing = tmp_path / "landing"
