@@ -7,9 +7,16 @@ The faults (kills, restarts, shared subscriptions, a read-only disk) are in
 
 from __future__ import annotations
 
+import socket
+import time
+import urllib.request
+
 import polars as pl
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from sentinel_assets.stream.broker import free_port
+from sentinel_assets.stream.consumer import Consumer, ConsumerSettings
 from sentinel_assets.stream.publisher import publish
 from sentinel_assets.stream.settings import broker_address
 from sentinel_assets.telemetry import lake
@@ -60,3 +67,72 @@ def test_wrong_or_missing_credentials_end_in_one_sentence(broker, consumer, tmp_
     assert proc.returncode == 2, out
     [line] = [line for line in out.splitlines() if line.strip()]
     assert "refused the connection" in line and "Traceback" not in out
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """The consumer's /metrics as {(sample name, labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_consumer_exposes_its_figures_to_prometheus(broker, consumer, tmp_path):
+    landing, port = tmp_path / "landing", free_port()
+    proc = consumer(landing, "--metrics-port", str(port))
+    sent = device_messages()
+    wait_until(lambda: subscribed(landing))
+    publish(broker_address(broker.url, broker.env()), sent)
+    wait_until(lambda: len(landed_envelopes(landing)) >= len(sent))
+    wait_until(lambda: scrape(port)[("sentinel_stream_queued_messages", ())] == 0)
+    metrics = scrape(port)
+    assert metrics[("sentinel_stream_messages_total", ())] == len(sent)
+    assert metrics[("sentinel_stream_batches_total", ())] == len(list(landing.glob("*.jsonl")))
+    assert metrics[("sentinel_stream_connected", ())] == 1
+    last = {
+        dict(labels)["region"]: value
+        for (name, labels), value in metrics.items()
+        if name == "sentinel_stream_last_message_timestamp_seconds"
+    }
+    assert set(last) == {topic.split("/")[1] for topic, _ in sent}
+    assert all(0 < time.time() - at < 300 for at in last.values())
+    stop(proc)
+
+
+def test_a_metrics_port_in_use_ends_in_one_sentence(broker, consumer, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = consumer(tmp_path / "landing", "--metrics-port", str(taken.getsockname()[1]))
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    [line] = [line for line in out.splitlines() if line.strip()]
+    assert "Cannot serve metrics on 127.0.0.1:" in line and "--metrics-port" in line
+
+
+def test_a_backlog_is_taken_half_an_in_flight_window_at_a_time(broker, tmp_path):
+    """Mosquitto hands a reconnecting session its whole offline queue at once, whatever the
+    receive maximum: the consumer itself bounds what it holds unacknowledged (so its memory
+    does not grow with the backlog)."""
+    address = broker_address(broker.url, broker.env())
+    settings = ConsumerSettings(landing=tmp_path / "landing", consumer_id="backlog",
+                                receive_maximum=100, batch_age_s=0.5)  # fmt: skip
+    Consumer(address, settings).run(max_seconds=1)  # the persistent session exists
+    sent = device_messages(days=2, devices=200)
+    publish(address, sent)  # while the consumer is away
+    consumer, held = Consumer(address, settings), []
+    deliver = consumer.client.on_delivery
+
+    def on_delivery(*message) -> None:
+        deliver(*message)
+        held.append(len(consumer.pending))
+        if len(held) == len(sent):
+            consumer.stop()  # flushes, acknowledges and lands on the way out
+
+    consumer.client.on_delivery = on_delivery
+    stats = consumer.run(max_seconds=120)
+    assert stats.messages == len(sent) > 10 * settings.receive_maximum
+    assert max(held) <= settings.receive_maximum // 2 + 1  # + the packet loop() reads itself

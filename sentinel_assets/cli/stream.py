@@ -29,12 +29,13 @@ def consume_command(args: argparse.Namespace) -> int:
         batch_messages=args.batch_messages,
         batch_age_s=args.batch_age,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         protocol=args.protocol,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sentinel consume: %(message)s")
-    consumer = Consumer(address, settings)
-    install_signal_handlers(consumer)
     try:
+        consumer = Consumer(address, settings)
+        install_signal_handlers(consumer)
         stats = consumer.run(max_seconds=args.max_seconds)
     except ConsumerError as error:
         raise ValueError(str(error).rstrip(".")) from None
@@ -62,7 +63,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     consume.add_argument("--receive-maximum", type=_positive, default=1000)
     consume.add_argument("--batch-messages", type=_positive, default=50_000)
     consume.add_argument("--batch-age", type=float, default=5.0, help="seconds (default 5)")
-    consume.add_argument("--metrics-port", type=int, help="Prometheus /metrics on 127.0.0.1")
+    consume.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    consume.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address to serve them on (default 127.0.0.1)"
+    )
     consume.add_argument("--protocol", choices=("5", "3.1.1"), default="5")
     consume.add_argument("--max-seconds", type=float, help="stop after this long (tests)")
     consume.set_defaults(handler=consume_command)

@@ -108,11 +108,14 @@ class _BlockClient(mqtt.Client):
     def buffered(self) -> int:
         return len(self._received) - self._received_at
 
-    def drain(self) -> MQTTErrorCode:
-        """Handle every packet already received (no `select` per packet)."""
+    def drain(self, budget: int) -> MQTTErrorCode:
+        """Handle up to `budget` packets already received (no `select` per packet). The
+        budget, not the broker, bounds what the consumer holds: Mosquitto 2.0 hands a
+        reconnecting session its whole offline queue regardless of the receive maximum."""
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-        while self.buffered() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+        while budget > 0 and self.buffered() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             rc = self.loop_read()
+            budget -= 1
         return rc
 
     def acknowledge(self, deliveries: list[tuple[int, int]]) -> MQTTErrorCode:
@@ -137,6 +140,7 @@ class ConsumerSettings:
     batch_messages: int = 50_000
     batch_age_s: float = 5.0
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for a Prometheus beside it
     max_backoff_s: float = 30.0
     protocol: str = "5"  # or "3.1.1"
 
@@ -191,7 +195,9 @@ class Consumer:
         self.stopping = False
         self.blocked_since: float | None = None
         self.status_written = 0.0
-        self.metrics = _Metrics(settings.metrics_port)
+        self.metrics = _Metrics(settings.metrics_port, settings.metrics_host)
+        # An fsync (and acknowledgement) per this many messages: half the in-flight window.
+        self.flush_at = max(1, settings.receive_maximum // 2)
         self.client = self._client()
 
     def _client(self) -> _BlockClient:
@@ -383,6 +389,7 @@ class Consumer:
             "messages_by_region": dict(self.stats.per_region),
             "written_at": time.time(),
         }
+        self.metrics.status(status["queued"], self.connected)
         path = self.journal.folder / STATUS_FILE
         tmp = path.with_name(".status.json.tmp")
         try:
@@ -419,7 +426,7 @@ class Consumer:
                 break
             rc = self.client.loop(timeout=0.05)
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                rc = self.client.drain()
+                rc = self.client.drain(self.flush_at - len(self.pending))
             if self.fatal is not None:
                 break
             if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,) and not self.stopping:
@@ -428,7 +435,7 @@ class Consumer:
                 self._reconnect()
                 continue
             now = time.monotonic()
-            full = len(self.pending) >= self.settings.receive_maximum // 2
+            full = len(self.pending) >= self.flush_at
             old = self.pending and now - self.pending_since >= self.settings.flush_interval_s
             if (full or old) and now >= retry_at and not self._flush():
                 retry_at = now + 1.0
@@ -452,9 +459,9 @@ class Consumer:
 
 
 class _Metrics:
-    """Prometheus metrics on 127.0.0.1:<port> when a port is configured."""
+    """Prometheus metrics on <host>:<port> when a port is configured."""
 
-    def __init__(self, port: int | None) -> None:
+    def __init__(self, port: int | None, host: str = "127.0.0.1") -> None:
         self.enabled = port is not None
         if not self.enabled:
             return
@@ -465,17 +472,36 @@ class _Metrics:
             "sentinel_stream_messages", "Messages made durable and acknowledged", registry=registry
         )
         self._batches = Counter("sentinel_stream_batches", "Batches landed", registry=registry)
+        self._queued = Gauge(
+            "sentinel_stream_queued_messages",
+            "Messages received but not yet landed as a batch",
+            registry=registry,
+        )
+        self._connected = Gauge(
+            "sentinel_stream_connected", "1 while connected to the broker", registry=registry
+        )
         self._last = Gauge(
             "sentinel_stream_last_message_timestamp_seconds",
             "When the last message of a region arrived",
             ["region"],
             registry=registry,
         )
-        start_http_server(port, addr="127.0.0.1", registry=registry)
+        try:
+            start_http_server(port, addr=host, registry=registry)
+        except OSError as error:
+            raise ConsumerError(
+                f"Cannot serve metrics on {host}:{port} ({error.strerror or error}): "
+                "choose another --metrics-port."
+            ) from None
 
     def messages(self, count: int) -> None:
         if self.enabled:
             self._messages.inc(count)
+
+    def status(self, queued: int, connected: bool) -> None:
+        if self.enabled:
+            self._queued.set(queued)
+            self._connected.set(1 if connected else 0)
 
     def batch(self, stats: ConsumerStats) -> None:
         if self.enabled:
