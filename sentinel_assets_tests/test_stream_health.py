@@ -68,6 +68,18 @@ def test_no_running_consumer_judges_no_region():
     assert silent([stale], now=NOW) == {}
 
 
+def test_consumers_that_all_stopped_for_the_limit_are_a_stopped_stream():
+    def stopped(*consumers):
+        return health.stopped_consumer(health.StreamHealth(NOW, consumers), 15 * MIN)
+
+    a = status("a", NOW, 90 * MIN, {"eu-west": 1}, written_at=NOW - 20 * MIN)
+    b = status("b", NOW, 90 * MIN, {"eu-west": 1}, written_at=NOW - 16 * MIN)
+    assert stopped(a, b) == b  # the last one to report
+    assert stopped(status("c", NOW, 90 * MIN, {}, written_at=NOW - 5 * MIN)) is None  # a restart
+    assert stopped(a, status("d", NOW, 90 * MIN, {"eu-west": 1})) is None  # one still runs
+    assert stopped() is None  # no stream here at all
+
+
 def test_consumers_sharing_a_subscription_are_merged():
     a = status("a", NOW, 60 * MIN, {"eu-west": 30 * MIN, "us-east": 1}, rate=4.0, queued=3)
     b = status("b", NOW, 60 * MIN, {"eu-west": 2 * MIN}, rate=6.0, queued=4)
@@ -172,6 +184,35 @@ def test_a_silent_region_fails_the_check_and_raises_one_alert_per_silence(home):
     with dg.instance_for_test() as instance:
         tick(home, instance)
     assert len(alert_rows(home)) == 2
+
+
+def test_a_stream_whose_consumers_stopped_fails_the_check_and_raises_one_alert(home):
+    landing = paths.landing_root(home)
+    regions = build_resources(home)["telemetry"].regions
+    stopped_at = time.time() - 20 * MIN
+    heard = {r: 30.0 for r in regions}
+    write_status(landing, status("gw-1", stopped_at, 60 * MIN, heard, written_at=stopped_at))
+    with dg.instance_for_test() as instance:
+        first = tick(home, instance)
+        tick(home, instance)  # the same stop: no second alert
+    check = first.asset_events[1]
+    assert not check.passed
+    assert "No stream consumer has reported for 20 min (the last was gw-1" in check.description
+    ((asset, partition, check_name, _, text),) = alert_rows(home)
+    assert (asset, partition, check_name) == (STREAM_ASSET, None, REGIONS_REPORTING)
+    assert "restart it" in text
+
+
+def test_a_consumer_away_for_less_than_the_limit_is_not_judged(home):
+    landing = paths.landing_root(home)
+    regions = build_resources(home)["telemetry"].regions
+    away = time.time() - 5 * MIN
+    heard = {r: 1.0 for r in regions}
+    write_status(landing, status("gw-1", away, 60 * MIN, heard, written_at=away))
+    with dg.instance_for_test() as instance:
+        result = tick(home, instance)
+    assert result.asset_events[1].passed
+    assert "No stream consumer is running" in result.asset_events[1].description
 
 
 def test_every_region_reporting_passes(home):

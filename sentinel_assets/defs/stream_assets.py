@@ -74,6 +74,13 @@ def _iso(at: float | None) -> str:
 def reporting_verdict(state: health.StreamHealth, silences, problems) -> tuple[bool, str, dict]:
     """The freshness check's outcome: passed, one sentence, metadata."""
     limit_min = silence_seconds() / 60
+    if stopped := health.stopped_consumer(state, silence_seconds()):
+        text = (
+            f"No stream consumer has reported for {(state.now - stopped.written_at) / 60:.0f} "
+            f"min (the last was {stopped.consumer}, at {_iso(stopped.written_at)}): restart it; "
+            "the broker keeps the devices' messages until it is back."
+        )
+        return False, text, {"silent_regions": 0, "consumer_stopped": stopped.consumer}
     if not state.running:
         text = (
             "No stream consumer is running (no status newer than "
@@ -103,7 +110,8 @@ def reporting_verdict(state: health.StreamHealth, silences, problems) -> tuple[b
     blocking=False,
     description="Every region of the fleet sent a message within "
     f"${SILENCE_ENV} minutes (default 15) while a consumer is running: a silent region is the "
-    "first sign of a broken gateway or a bad rollout.",
+    "first sign of a broken gateway or a bad rollout. Consumers that stopped reporting for as "
+    "long fail it too.",
 )
 def regions_reporting(telemetry: TelemetryLanding) -> dg.AssetCheckResult:
     state, problems, silences, _ = observe(telemetry)

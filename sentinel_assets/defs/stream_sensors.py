@@ -1,7 +1,7 @@
 """The stream's figures in Dagster: every minute, an observation of `mqtt_telemetry_stream`
 and an evaluation of its `regions_reporting` check, from the consumers' status files; a
-region that falls silent raises one alert per silence through the alert path (`alerts`
-table, log line, webhook)."""
+region that falls silent, or a stream whose consumers all stopped reporting, raises one
+alert per silence or stop through the alert path (`alerts` table, log line, webhook)."""
 
 import os
 from datetime import UTC, datetime
@@ -19,7 +19,9 @@ from sentinel_assets.defs.stream_assets import (
     reporting_verdict,
 )
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
-from sentinel_assets.stream.health import Silence
+from sentinel_assets.stream import health
+from sentinel_assets.stream.health import ConsumerStatus, Silence
+from sentinel_assets.stream.settings import silence_seconds
 
 
 def silence_alert(silence: Silence) -> alerts.Alert:
@@ -39,12 +41,28 @@ def silence_alert(silence: Silence) -> alerts.Alert:
     )
 
 
+def stopped_alert(stopped: ConsumerStatus, text: str) -> alerts.Alert:
+    """One alert per stop of the stream: its id carries the last consumer report."""
+    last = datetime.fromtimestamp(stopped.written_at, UTC)
+    return alerts.Alert(
+        raised_at=datetime.now(UTC),
+        asset=STREAM_ASSET,
+        partition=None,
+        check=REGIONS_REPORTING,
+        severity=dg.AssetCheckSeverity.WARN.value,
+        failing_rows=None,
+        run_id=f"stream-stopped-since-{last:%Y%m%dT%H%M%SZ}",
+        description=text,
+    )
+
+
 @dg.sensor(
     name="stream_health_sensor",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Records the MQTT consumers' figures as observations of mqtt_telemetry_stream "
-    "and evaluates regions_reporting; a silent region raises an alert.",
+    "and evaluates regions_reporting; a silent region, or a stream whose consumers all "
+    "stopped, raises an alert.",
 )
 def stream_health_sensor(
     context: dg.SensorEvaluationContext, telemetry: TelemetryLanding, catalog: WarehouseCatalog
@@ -69,10 +87,13 @@ def stream_health_sensor(
     ]
     new: list[alerts.Alert] = []
     url = os.environ.get(alerts.WEBHOOK_ENV, "").strip()
-    if silences:
+    raised = [silence_alert(s) for s in silences]
+    if stopped := health.stopped_consumer(state, silence_seconds()):
+        raised.append(stopped_alert(stopped, text))
+    if raised:
         try:
             with catalog.get_connection() as conn:
-                new = alerts.record_alerts(conn, map(silence_alert, silences), notify=bool(url))
+                new = alerts.record_alerts(conn, raised, notify=bool(url))
         except (dg.Failure, duckdb.Error) as error:
             context.log.warning(f"alerts table unavailable, retrying next tick: {error}")
     for alert in new:

@@ -138,6 +138,15 @@ def silent_regions(health: StreamHealth, regions: Iterable[str], silence_s: floa
     return found
 
 
+def stopped_consumer(health: StreamHealth, silence_s: float) -> ConsumerStatus | None:
+    """The last consumer to report, when consumers ran here but none has reported for
+    `silence_s`: every region goes quiet at once (the broker keeps the messages meanwhile)."""
+    if health.running or not health.consumers:
+        return None
+    last = max(health.consumers, key=lambda c: c.written_at)
+    return last if health.now - last.written_at >= silence_s else None
+
+
 def stream_batch_totals(manifests: Iterable[Mapping[str, object]]) -> dict[str, int]:
     """What ingestion made of the landed stream batches (their lake manifests)."""
     totals = {"batches": 0, "accepted": 0, "duplicates": 0, "dead_letters": 0}
