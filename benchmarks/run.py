@@ -26,7 +26,9 @@ checks the targets of the benchmark issue, prints a table and writes `benchmarks
 and telemetry ingestion against DuckDB's own readers (`benchmarks/telemetry_ingest.py`,
 `--telemetry-events 1m` by default, '' to skip), the time series (resample + interpolate
 + rolling features) against one hand-written Polars lazy query (`benchmarks/timeseries.py`,
-`--timeseries-readings 5m,50m` by default, '' to skip; its inputs are cached on disk), and
+`--timeseries-readings 5m,50m` by default, '' to skip; its inputs are cached on disk), the
+MQTT consumer against `mosquitto_sub` and the publish-to-lake latency (`benchmarks/stream.py`,
+`--stream-messages 1m`, `--stream-latency-seconds 60` by default, '' / 0 to skip), and
 the production profile's scale-out overhead (`benchmarks/scaleout.py`: the 8-region refresh
 on 2 Celery workers against the embedded run, and the Delta-on-S3 write path against local
 Parquet; at 1M by default, 10M too with `--include-10m`; `--scaleout-sizes ''` to skip, or
@@ -48,7 +50,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dashboard_whatif, parallel_regions, scaleout, telemetry_ingest, timeseries
+from benchmarks import (
+    dashboard_whatif,
+    parallel_regions,
+    scaleout,
+    stream,
+    telemetry_ingest,
+    timeseries,
+)
 from benchmarks.measure import (
     N_REGIONS,
     REPO,
@@ -463,6 +472,8 @@ def render_report(results: dict[str, Any]) -> str:
             )
     if results.get("dashboard_whatif"):
         lines += dashboard_whatif.render(results["dashboard_whatif"], results["generated_at"])
+    if results.get("stream"):
+        lines += ["", stream.render(results["stream"]).rstrip()]
     if results.get("telemetry_ingest"):
         lines += ["", telemetry_ingest.render(results["telemetry_ingest"]).rstrip()]
     if results.get("timeseries"):
@@ -537,6 +548,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--telemetry-events",
         default="1m",
         help="events for the telemetry ingestion comparison ('' to skip; default 1m)",
+    )
+    parser.add_argument(
+        "--stream-messages",
+        default="1m",
+        help="backlog for the MQTT consumer vs mosquitto_sub ('' to skip; default 1m)",
+    )
+    parser.add_argument(
+        "--stream-rate", type=int, default=5000, help="messages/s of the latency run"
+    )
+    parser.add_argument(
+        "--stream-latency-seconds",
+        type=float,
+        default=60.0,
+        help="how long the latency run publishes (0 to skip; default 60)",
     )
     parser.add_argument(
         "--timeseries-readings",
@@ -653,6 +678,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_size(args.telemetry_events), workdir / "telemetry", log=log
         )
 
+    stream_result = None
+    if args.stream_messages:
+        try:
+            stream_result = stream.compare(
+                parse_size(args.stream_messages),
+                args.stream_rate,
+                args.stream_latency_seconds,
+                workdir / "stream",
+                log=log,
+            )
+            stream_result["measured_at"] = run_id
+        except Exception as error:  # e.g. no Mosquitto on this machine
+            log(f"stream benchmark skipped: {error}")
+
     series = None
     if args.timeseries_readings:
         sizes_ts = [parse_size(s) for s in args.timeseries_readings.split(",") if s.strip()]
@@ -693,11 +732,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "linearity": linearity(merged_sizes),
         "dashboard_whatif": dashboard,
         "telemetry_ingest": telemetry or previous.get("telemetry_ingest"),
+        "stream": stream_result or previous.get("stream"),
         "timeseries": series or previous.get("timeseries"),
         "scaleout": scaleout_result,
     }
     results["targets"] = evaluate_targets(results["sizes"], seed_us)
     results["targets"] += dashboard_whatif.targets(dashboard)
+    for name, t in ((stream_result or {}).get("targets") or {}).items():
+        results["targets"].append(
+            {"target": f"{name} >= {t['limit']}x", "measured": f"{t['measured']:.2f}x",
+             "met": t["met"]}
+        )  # fmt: skip
     for name, t in ((scaleout_result or {}).get("targets") or {}).items():
         results["targets"].append(
             {"target": f"{name} <= {t['limit']}x", "measured": f"{t['measured']:.2f}x",

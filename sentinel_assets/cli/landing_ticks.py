@@ -47,8 +47,17 @@ class LandingTicks:
 
         self.home, self.instance = home, instance
         self.cursor: str | None = None
+        self.due: float | None = None
         self.resources = build_resources(home)
         self.job = defs().resolve_job_def("ingest_landing_batch")
+
+    def wait(self, interval: float) -> None:
+        """Sleep until the next tick of a fixed schedule, as the daemon evaluates a sensor
+        every `interval` seconds from the start of its last tick (the runs of a tick, which
+        the daemon launches and does not wait for, do not push the next one back)."""
+        now = time.monotonic()
+        self.due = now + interval if self.due is None else max(now, self.due + interval)
+        time.sleep(max(0.0, self.due - now))
 
     def tick(self) -> list[IngestedFile]:
         from sentinel_assets.defs.telemetry_resources import TelemetryLanding

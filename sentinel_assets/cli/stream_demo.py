@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace, broker, landing: Path, home: Path, sent) -> t
             ticks = LandingTicks(home, instance)
             deadline = time.monotonic() + args.seconds * 3 + 300
             while time.monotonic() < deadline:
-                time.sleep(args.tick)
+                ticks.wait(args.tick)
                 done = [f for f in ticks.tick() if f.name.startswith(CONSUMER_ID)]
                 ingested += done
                 if done and first_visible is None:
