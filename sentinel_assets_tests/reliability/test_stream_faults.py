@@ -33,8 +33,9 @@ from sentinel_assets_tests.stream_helpers import (
 pytestmark = [pytest.mark.slow, pytest.mark.long(60)]
 
 
-def messages(reduced_days: int = 1, full_days: int = 3, devices: int = 40):
-    return device_messages(days=sized(reduced_days, full_days), devices=devices)
+def messages(reduced_days: int = 1, full_days: int = 3, devices: int | None = None):
+    """A few hundred messages in `make test`, ~10,000 in `make reliability`."""
+    return device_messages(days=sized(reduced_days, full_days), devices=devices or sized(40, 400))
 
 
 def settle_and_stop(landing: Path, sent, *procs: subprocess.Popen) -> str:
