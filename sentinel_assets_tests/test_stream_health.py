@@ -186,12 +186,19 @@ def test_a_silent_region_fails_the_check_and_raises_one_alert_per_silence(home):
     assert len(alert_rows(home)) == 2
 
 
+def report(home: Path, *, ago: float = 0.0, heard: float = 30.0, skip: int = 0, started=60 * MIN):
+    """Consumer gw-1's status, `ago` s old: it heard every region (but the first `skip`)
+    `heard` s before writing it."""
+    regions = build_resources(home)["telemetry"].regions[skip:]
+    at = time.time() - ago
+    write_status(
+        paths.landing_root(home),
+        status("gw-1", at, started, {r: heard for r in regions}, written_at=at),
+    )
+
+
 def test_a_stream_whose_consumers_stopped_fails_the_check_and_raises_one_alert(home):
-    landing = paths.landing_root(home)
-    regions = build_resources(home)["telemetry"].regions
-    stopped_at = time.time() - 20 * MIN
-    heard = {r: 30.0 for r in regions}
-    write_status(landing, status("gw-1", stopped_at, 60 * MIN, heard, written_at=stopped_at))
+    report(home, ago=20 * MIN)
     with dg.instance_for_test() as instance:
         first = tick(home, instance)
         tick(home, instance)  # the same stop: no second alert
@@ -204,11 +211,7 @@ def test_a_stream_whose_consumers_stopped_fails_the_check_and_raises_one_alert(h
 
 
 def test_a_consumer_away_for_less_than_the_limit_is_not_judged(home):
-    landing = paths.landing_root(home)
-    regions = build_resources(home)["telemetry"].regions
-    away = time.time() - 5 * MIN
-    heard = {r: 1.0 for r in regions}
-    write_status(landing, status("gw-1", away, 60 * MIN, heard, written_at=away))
+    report(home, ago=5 * MIN, heard=1.0)
     with dg.instance_for_test() as instance:
         result = tick(home, instance)
     assert result.asset_events[1].passed
@@ -216,9 +219,7 @@ def test_a_consumer_away_for_less_than_the_limit_is_not_judged(home):
 
 
 def test_every_region_reporting_passes(home):
-    landing = paths.landing_root(home)
-    regions = build_resources(home)["telemetry"].regions
-    write_status(landing, status("gw-1", time.time(), 60 * MIN, {r: 30.0 for r in regions}))
+    report(home)
     with dg.instance_for_test() as instance:
         result = tick(home, instance)
     assert result.asset_events[1].passed
@@ -226,10 +227,8 @@ def test_every_region_reporting_passes(home):
 
 
 def test_the_check_runs_from_the_ui_too(home):
-    landing = paths.landing_root(home)
-    regions = build_resources(home)["telemetry"].regions
-    heard = {r: 30.0 for r in regions[1:]}
-    write_status(landing, status("gw-1", time.time(), 30 * MIN, heard))
+    report(home, skip=1, started=30 * MIN)
     result = regions_reporting(build_resources(home)["telemetry"])
+    first = build_resources(home)["telemetry"].regions[0]
     assert not result.passed
-    assert f"{regions[0]}: nothing received in the 30 min" in result.description
+    assert f"{first}: nothing received in the 30 min" in result.description

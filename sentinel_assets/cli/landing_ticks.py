@@ -59,7 +59,8 @@ class LandingTicks:
         self.due = now + interval if self.due is None else max(now, self.due + interval)
         time.sleep(max(0.0, self.due - now))
 
-    def tick(self) -> list[IngestedFile]:
+    def requests(self) -> list[dg.RunRequest]:
+        """One evaluation of the landing sensor, its cursor kept and its partitions added."""
         from sentinel_assets.defs.telemetry_resources import TelemetryLanding
         from sentinel_assets.defs.telemetry_sensors import landing_sensor
 
@@ -74,16 +75,28 @@ class LandingTicks:
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, request.partition_keys
             )
-        done = []
-        for request in result.run_requests or []:
-            run = self.job.execute_in_process(
+        return list(result.run_requests or [])
+
+    def execute(
+        self, requests: list[dg.RunRequest], run_config: dict | None = None
+    ) -> list[dg.ExecuteInProcessResult]:
+        """The ingestion runs the sensor asked for, one after the other, in this process."""
+        return [
+            self.job.execute_in_process(
                 partition_key=request.partition_key,
                 instance=self.instance,
                 resources=self.resources,
                 tags=request.tags,
-                run_config=QUIET,
+                run_config=run_config,
                 raise_on_error=False,
             )
+            for request in requests
+        ]
+
+    def tick(self) -> list[IngestedFile]:
+        done = []
+        for request in self.requests():
+            (run,) = self.execute([request], run_config=QUIET)
             name = request.tags["sentinel/landing_file"]
             done.append(IngestedFile(request.partition_key, name, run.success, time.time()))
         return done
