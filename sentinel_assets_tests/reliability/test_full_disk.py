@@ -3,17 +3,14 @@
 fills during the run, and refuses a read-only disk; every shard stays the previous or the new
 complete version and readable, and once space is back the rerun gives the clean result."""
 
-import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from sentinel_assets import paths
+from sentinel_assets_tests.reliability.disks import fill, mount, tmpfs
 from sentinel_assets_tests.reliability.shared import (
     REPO,
     environment,
@@ -41,37 +38,6 @@ def run_demo(home: Path, devices: int, **extra: str) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
-def mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
-
-
-@contextmanager
-def tmpfs(folder: Path, megabytes: int) -> Iterator[Path]:
-    folder.mkdir(parents=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("scenario 4 mounts a small tmpfs as the data folder: it needs root")
-    try:
-        mount("-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder))
-    except subprocess.CalledProcessError as error:
-        pytest.skip(f"scenario 4 cannot mount a tmpfs here: {error.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
-
-
-def fill(disk: Path, leave_mb: float) -> Path:
-    """A filler file that leaves `leave_mb` MiB free."""
-    filler = disk / "filler"
-    filler.unlink(missing_ok=True)
-    room = shutil.disk_usage(disk).free - int(leave_mb * 2**20)
-    with open(filler, "wb") as handle:
-        handle.truncate(0)
-        for _ in range(max(0, room) // 2**20):
-            handle.write(b"\0" * 2**20)
-    return filler
-
-
 def said_clearly(result: subprocess.CompletedProcess[str], *words: str) -> str | None:
     """None when the command failed with a message holding `words` and no traceback."""
     output = result.stdout + result.stderr
@@ -95,7 +61,7 @@ def test_a_full_or_read_only_disk_fails_in_one_sentence_and_keeps_the_shards(
     clean = new_home(tmp_path / "clean" / "sentinel")
     assert run_demo(clean, BIG).returncode == 0
     expected = snapshot(clean)
-    with tmpfs(tmp_path / "disk", DISK_MB) as disk:
+    with tmpfs(tmp_path / "disk", DISK_MB, "scenario 4") as disk:
         home = new_home(disk / "sentinel")
         first = run_demo(home, SMALL)
         assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
