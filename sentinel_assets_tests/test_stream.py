@@ -7,15 +7,20 @@ The faults (kills, restarts, shared subscriptions, a read-only disk) are in
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sentinel_assets.stream.broker import free_port
+from sentinel_assets.stream.broker import MOSQUITTO, free_port
 from sentinel_assets.stream.consumer import Consumer, ConsumerSettings
 from sentinel_assets.stream.publisher import publish
 from sentinel_assets.stream.settings import broker_address
@@ -136,3 +141,22 @@ def test_a_backlog_is_taken_half_an_in_flight_window_at_a_time(broker, tmp_path)
     stats = consumer.run(max_seconds=120)
     assert stats.messages == len(sent) > 10 * settings.receive_maximum
     assert max(held) <= settings.receive_maximum // 2 + 1  # + the packet loop() reads itself
+
+
+def test_the_stream_demo_accounts_for_every_message_and_records_its_runs(tmp_path):
+    """`make stream-demo` at a few seconds' size: its own broker, consumer and publisher."""
+    if not Path(MOSQUITTO).exists():
+        pytest.skip(f"{MOSQUITTO} not found: run `make servers` (as root)")
+    env = {**os.environ, "SENTINEL_HOME": str(tmp_path / "home")}
+    env.pop("DAGSTER_HOME", None)
+    demo = subprocess.run(
+        [sys.executable, "-m", "sentinel_assets.cli.main", "stream-demo",
+         "--seconds", "3", "--rate", "500", "--tick", "2"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "unaccounted 0" in demo.stdout and "Traceback" not in demo.stderr
+    assert "first events in telemetry_events" in demo.stdout
+    with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster")) as instance:
+        runs = instance.get_runs(dg.RunsFilter(job_name="ingest_landing_batch"))
+    assert runs and all(run.is_success for run in runs)

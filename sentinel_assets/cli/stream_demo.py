@@ -7,7 +7,6 @@ afterwards). Prints the accounting and when the first events reached `telemetry_
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -59,22 +58,24 @@ def _run(args: argparse.Namespace, broker, landing: Path, home: Path, sent) -> t
     (seconds until the first events were in telemetry_events, the files ingested)."""
     env = {**os.environ, **broker.env()}
     launched = time.time()
-    consumer = subprocess.Popen(
-        [sys.executable, "-m", "sentinel_assets.cli.main", "consume", "--source",
-         broker.url, "--landing", str(landing), "--consumer-id", CONSUMER_ID],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    log = home / "stream-demo-consumer.log"
+    with open(log, "w") as output:
+        consumer = subprocess.Popen(
+            [sys.executable, "-m", "sentinel_assets.cli.main", "consume", "--source",
+             broker.url, "--landing", str(landing), "--consumer-id", CONSUMER_ID],
+            env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def subscribed() -> bool:
+        if consumer.poll() is not None:
+            raise ValueError(f"stream-demo: the consumer exited ({consumer.returncode}); see {log}")
         # This consumer's subscription, not an earlier run's status file: a message published
         # before the broker has the session is not kept for it.
-        _wait(
-            lambda: (
-                _status(landing).get("subscribed")
-                and _status(landing).get("started_at", 0) >= launched
-            ),
-            60,
-            "the consumer's subscription",
-        )
+        status = _status(landing)
+        return bool(status.get("subscribed")) and status.get("started_at", 0) >= launched
+
+    try:
+        _wait(subscribed, 60, "the consumer's subscription")
         print(
             f"broker {broker.url} (Mosquitto), consumer {CONSUMER_ID}, publishing "
             f"{len(sent):,} messages at {args.rate:,}/s; landing sensor every {args.tick:g} s"
@@ -128,12 +129,11 @@ def stream_demo_command(args: argparse.Namespace) -> int:
     plan = SimulationPlan(days=1, devices_per_region=devices, as_of=as_of, seed=int(time.time()))
     sent = published(plan)
     root = Path(tempfile.mkdtemp(prefix="sentinel-stream-demo-broker-"))
-    with contextlib.ExitStack() as stack:
-        try:
-            broker = stack.enter_context(running_broker(root, password=os.urandom(12).hex()))
-        except BrokerUnavailable as error:
-            raise ValueError(str(error)) from None
-        first_visible, ingested = _run(args, broker, landing, home, sent)
+    try:
+        with running_broker(root, password=os.urandom(12).hex()) as broker:
+            first_visible, ingested = _run(args, broker, landing, home, sent)
+    except BrokerUnavailable as error:  # raised before the broker starts
+        raise ValueError(str(error)) from None
     batches = {f.batch for f in ingested}
     manifests = [m for m in lake.read_manifests(lake_root) if m["batch"] in batches]
     accepted = sum(m["accepted"] for m in manifests)
