@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from benchmarks.measure import parse_size, size_label, targets_table
 from benchmarks.procmem import _rss_bytes, machine
@@ -41,7 +42,6 @@ RESULTS = HERE / "stream_results.json"
 TARGETS = {"consumer_vs_mosquitto_sub": 0.25}
 PASSWORD = "bench-secret"
 PUBLISHERS = 8
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 NO_TELEMETRY = {"telemetry": {"enabled": False}}
 PER_PUBLISHER = 25_000  # mosquitto_pub -l disconnects ("out of memory") far above this
 
@@ -72,10 +72,9 @@ def consumer_command(broker, landing: Path, consumer_id: str) -> list[str]:
 
 
 def status_of(landing: Path, consumer_id: str) -> dict[str, Any]:
-    try:
-        return json.loads((landing / ".stream" / consumer_id / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    from sentinel_assets.stream.health import consumer_status
+
+    return consumer_status(landing, consumer_id)
 
 
 def landed_lines(landing: Path) -> int:
@@ -191,11 +190,11 @@ def latency(rate: int, seconds: float, workdir: Path, log=print) -> dict[str, An
     sent = published(plan)[:total]
     interval = sensor_interval_s()
     root = Path(tempfile.mkdtemp(prefix="sentinel-stream-latency-"))
-    os.environ["SENTINEL_HOME"] = str(home)
     published_at: dict[bytes, float] = {}
     visible_at: dict[str, float] = {}  # batch file name -> end of its ingestion run
     publishing: dict[str, float] = {}
     with (
+        mock.patch.dict(os.environ, {"SENTINEL_HOME": str(home)}),  # restored for what follows
         running_broker(root, password=PASSWORD) as broker,
         dg.DagsterInstance.local_temp(str(home / "dagster"), overrides=NO_TELEMETRY) as instance,
     ):

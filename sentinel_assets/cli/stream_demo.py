@@ -7,7 +7,6 @@ afterwards). Prints the accounting and when the first events reached `telemetry_
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import dagster as dg
 from sentinel_assets import paths
 from sentinel_assets.cli.orchestrate import prepare_instance_home
 from sentinel_assets.stream.broker import BrokerUnavailable, running_broker
+from sentinel_assets.stream.health import consumer_status
 from sentinel_assets.stream.publisher import paced, publish
 from sentinel_assets.stream.settings import broker_address
 from sentinel_assets.telemetry import lake
@@ -33,10 +33,7 @@ READINGS_PER_DAY = 4
 
 
 def _status(landing: Path) -> dict:
-    try:
-        return json.loads((landing / ".stream" / CONSUMER_ID / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return consumer_status(landing, CONSUMER_ID)
 
 
 def _landed_all(status: dict, published: int) -> bool:

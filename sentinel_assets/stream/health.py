@@ -52,6 +52,14 @@ class ConsumerStatus:
         return now - self.written_at <= CONSUMER_STALE_S
 
 
+def consumer_status(landing: Path, consumer_id: str) -> dict:
+    """One consumer's last status as written (empty until it has written one)."""
+    try:
+        return json.loads((landing / STATE_DIR / consumer_id / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def read_statuses(landing: Path) -> tuple[list[ConsumerStatus], list[str]]:
     """Every consumer's last status under `landing`, and one sentence per unreadable file."""
     statuses, problems = [], []
