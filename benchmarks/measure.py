@@ -153,23 +153,51 @@ def run_child(
     )
 
 
-def measure_pipeline(devices: int, parallel: int, workdir: Path, keep: bool = False) -> Measurement:
-    """The Dagster pipeline, as `sentinel demo --parallel N` runs it, on a fresh data folder."""
-    home = workdir / f"pipeline-{size_label(devices)}-p{parallel}"
+def measure_pipeline(
+    devices: int, parallel: int, workdir: Path, keep: bool = False, runs: str = "auto"
+) -> Measurement:
+    """The Dagster pipeline, as `sentinel demo --parallel N --runs R` runs it, on a fresh
+    data folder (`pipeline_home`)."""
+    home = pipeline_home(workdir, devices, parallel, runs)
     shutil.rmtree(home, ignore_errors=True)
-    out = workdir / f"pipeline-{size_label(devices)}-p{parallel}.json"
+    out = home.with_suffix(".json")
     env = {
         "SENTINEL_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
         "SENTINEL_DEVICES_PER_REGION": str(devices // N_REGIONS),
     }
     args = ["-m", "benchmarks.pipeline", "--parallel", str(parallel), "--json", str(out)]
+    args += ["--runs", runs]
     if "SENTINEL_BENCH_INSTANCE_YAML" in os.environ:  # another dagster.yaml than the repo's
         args += ["--instance-yaml", os.environ["SENTINEL_BENCH_INSTANCE_YAML"]]
     measurement = run_child(f"pipeline-p{parallel}", devices, args, workdir, env, out)
     if not keep:
         shutil.rmtree(home, ignore_errors=True)
     return measurement
+
+
+def measure_demo(devices: int, workdir: Path) -> Measurement:
+    """`sentinel demo` itself (simulator as source), from launch until the process exits, on
+    a fresh data folder with the repo's dagster.yaml (what `make instance` installs)."""
+    home = workdir / f"demo-{size_label(devices)}"
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "dagster").mkdir(parents=True)
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    env = {
+        "SENTINEL_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "SENTINEL_DEVICES_PER_REGION": str(devices // N_REGIONS),
+        "SENTINEL_FLEET_SOURCE": "simulator",
+    }
+    measurement = run_child(
+        "demo", devices, ["-m", "sentinel_assets.cli.main", "demo"], workdir, env
+    )
+    shutil.rmtree(home, ignore_errors=True)
+    return measurement
+
+
+def pipeline_home(workdir: Path, devices: int, parallel: int, runs: str) -> Path:
+    return workdir / f"pipeline-{size_label(devices)}-p{parallel}-{runs}"
 
 
 def measure_limit(devices: int, workdir: Path, keep: bool = False) -> Measurement:

@@ -51,7 +51,10 @@ def compare(
     for parallel in parallels:
         m = (reuse or {}).get(parallel)
         if m is None:
-            runs = [measure_pipeline(devices, parallel, workdir) for _ in range(max(1, repeat))]
+            runs = [
+                measure_pipeline(devices, parallel, workdir, runs="per-region")
+                for _ in range(max(1, repeat))
+            ]
             m = min(runs, key=lambda r: (not r.ok, r.seconds))
         timings.append(_row(parallel, m))
     by_parallel = {row["parallel"]: row for row in timings}

@@ -1,8 +1,10 @@
 """The pipeline as `sentinel demo` runs it, plus where its time went.
 
-`run_pipeline` calls the same code as `sentinel demo` (`sentinel_assets.cli.orchestrate`): one
-`fleet_refresh` run per region, `parallel` worker processes at a time, each run
-`execute_in_process` against the `DAGSTER_HOME` instance, then the `regional_report` job.
+`run_pipeline` calls the same code as `sentinel demo` (`sentinel_assets.cli.orchestrate`): up
+to 2M devices one `fleet_and_reports` run over every region in this process, else (or with
+`--runs per-region`) one `fleet_refresh` run per region, `parallel` worker processes at a
+time, then the `regional_report` job; every run `execute_in_process` against the
+`DAGSTER_HOME` instance.
 `stage_breakdown` reads the runs' step events back from that instance: seconds per step, how
 much of each step loaded inputs, stored outputs or ran checks, and seconds per check (each
 check records its own `check_seconds`, since checks run inside the step of their asset).
@@ -32,18 +34,22 @@ PHASES = ("seconds", "load", "store", "checks", "compute")
 LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
 
 
-def run_pipeline(regions: Sequence[str], parallel: int) -> dict[str, Any]:
-    """Materialize `regions` (`parallel` runs at a time), then the report, as the CLI does."""
-    from sentinel_assets.cli.orchestrate import run_fleet
+def run_pipeline(regions: Sequence[str], parallel: int, runs: str = "auto") -> dict[str, Any]:
+    """Materialize `regions`, then the report, as the CLI does: in one run, or one run per
+    region `parallel` at a time, as `sentinel demo --runs` decides."""
+    from sentinel_assets.cli.orchestrate import one_run_wanted, run_fleet
+    from sentinel_assets.defs.config import env_int
 
     started = time.perf_counter()
-    fleet = run_fleet(list(regions), parallel)  # `sentinel demo`'s own entry point
+    one_run = one_run_wanted(runs, regions, env_int("SENTINEL_DEVICES_PER_REGION", 10_000))
+    fleet = run_fleet(list(regions), parallel, one_run=one_run)  # `sentinel demo`'s own call
     outcomes, report = fleet.regions, fleet.report
     finished = time.perf_counter()
     runs = [*outcomes, *([report] if report else [])]
     return {
         "success": report is not None and report.success,
         "seconds": finished - started,
+        "one_run": one_run,
         "runs": [
             {"label": o.label, "run_id": o.run_id, "success": o.success, "error": o.error}
             for o in runs
@@ -166,6 +172,7 @@ def install_instance_yaml(dagster_home: Path, source: Path | None) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--runs", default="auto", help="as `sentinel demo --runs`")
     parser.add_argument("--regions", default=",".join(REGIONS))
     parser.add_argument("--json", type=Path, help="write the result here as JSON")
     parser.add_argument(
@@ -177,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     install_instance_yaml(dagster_home, Path(args.instance_yaml) if args.instance_yaml else None)
     result: dict[str, Any] = {"started_at": time.time()}
-    result |= run_pipeline(args.regions.split(","), args.parallel)
+    result |= run_pipeline(args.regions.split(","), args.parallel, args.runs)
     result["finished_at"] = time.time()
     result["breakdown"] = stage_breakdown([r["run_id"] for r in result["runs"] if r["run_id"]])
     emit_result(result, args.json)

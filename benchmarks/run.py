@@ -52,6 +52,7 @@ from typing import Any
 
 from benchmarks import (
     dashboard_whatif,
+    equality,
     parallel_regions,
     scaleout,
     stream,
@@ -63,6 +64,7 @@ from benchmarks.measure import (
     REPO,
     SIZES,
     Measurement,
+    measure_demo,
     measure_limit,
     measure_pipeline,
     measure_seed_style,
@@ -162,9 +164,12 @@ def overhead_numbers(pipeline: Measurement, limit: Measurement) -> dict[str, Any
     result = pipeline.result
     runs = result.get("breakdown", {}).get("runs", [])
     region_runs = [r for r in runs if r.get("job") == "fleet_refresh" and r.get("seconds")]
-    report_runs = [r for r in runs if r.get("job") != "fleet_refresh" and r.get("seconds")]
+    report_runs = [r for r in runs if r.get("job") == "regional_report" and r.get("seconds")]
+    whole = [r for r in runs if r.get("job") == "fleet_and_reports" and r.get("seconds")]
     launched = result.get("finished_at", 0) - pipeline.seconds
-    first_created = min((r["created"] for r in region_runs if r.get("created")), default=None)
+    first_created = min(
+        (r["created"] for r in [*region_runs, *whole] if r.get("created")), default=None
+    )
     steps = [s for r in region_runs for s in [r.get("steps_seconds", 0.0)]]
     per_run = sum(r["seconds"] for r in region_runs) / len(region_runs) if region_runs else None
     return {
@@ -185,6 +190,10 @@ def overhead_numbers(pipeline: Measurement, limit: Measurement) -> dict[str, Any
         "events_per_partition_run": (
             sum(r["events"] for r in region_runs) / len(region_runs) if region_runs else None
         ),
+        # the one-run refresh (`fleet_and_reports`), when the pipeline ran that way
+        "one_run_seconds": whole[0]["seconds"] if whole else None,
+        "one_run_events": whole[0]["events"] if whole else None,
+        "one_run_steps_seconds": whole[0].get("steps_seconds") if whole else None,
     }
 
 
@@ -257,6 +266,53 @@ def linearity(sizes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return steps
+
+
+DEMO_SECONDS_TARGET = 6.0
+SMALL_RATIO_TARGET = 5.0
+
+
+def refresh_targets(
+    sizes: dict[str, dict[str, Any]], demo: dict[str, Any] | None, same: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Issue 14's fixed-cost targets: the demo's refresh from launch, the 10k point against
+    the limit, and outputs equal to the run-per-region refresh."""
+    targets = []
+    if demo:
+        targets.append(
+            {
+                "target": f"`sentinel demo` at {size_label(demo['devices'])} devices < "
+                f"{DEMO_SECONDS_TARGET:.0f} s from launch",
+                "measured": f"{demo['seconds']:.1f} s" + ("" if demo["ok"] else " (FAILED)"),
+                "met": demo["ok"] and demo["seconds"] < DEMO_SECONDS_TARGET,
+                "measured_at": demo["measured_at"],
+            }
+        )
+    small = sizes.get(size_label(OVERHEAD_SIZE))
+    if small:
+        targets.append(
+            {
+                "target": f"pipeline at {size_label(OVERHEAD_SIZE)} <= "
+                f"{SMALL_RATIO_TARGET:.0f}x limit",
+                "measured": f"{small['pipeline_seconds']:.1f} s / {small['limit_seconds']:.1f} s"
+                f" = {small['ratio']:.2f}x",
+                "met": small["ratio"] <= SMALL_RATIO_TARGET,
+                "measured_at": small["measured_at"],
+            }
+        )
+    if same:
+        targets.append(
+            {
+                "target": f"one run == run per region at {size_label(same['devices'])}, "
+                "every table frame for frame",
+                "measured": f"{same.get('shards_compared', 0)} shards, "
+                f"{same.get('tables_compared', 0)} tables, {same.get('rows_compared', 0):,} rows"
+                + ("" if same["equal"] else f"; differ: {same.get('differences')}"),
+                "met": bool(same["equal"]),
+                "measured_at": same["measured_at"],
+            }
+        )
+    return targets
 
 
 def evaluate_targets(
@@ -402,7 +458,18 @@ def render_report(results: dict[str, Any]) -> str:
             f"({seed['basis']})."
         )
     o = results.get("overhead")
-    if o:
+    if o and o.get("one_run_seconds") is not None:
+        lines += [
+            "",
+            f"Fixed orchestration overhead (pipeline - limit at {size_label(o['devices'])} "
+            f"devices): **{o['fixed_overhead_seconds']:.1f} s**. Start-up to the run "
+            f"{_fmt(o['start_up_seconds'])} s (of which interpreter and imports "
+            f"{_fmt(o['interpreter_and_imports_seconds'])} s); the one `fleet_and_reports` run "
+            f"for every region and the reports {_fmt(o['one_run_seconds'], '.2f')} s "
+            f"({_fmt(o['one_run_events'], '.0f')} Dagster events, steps "
+            f"{_fmt(o['one_run_steps_seconds'], '.2f')} s).",
+        ]
+    elif o:
         lines += [
             "",
             f"Fixed orchestration overhead (pipeline - limit at {size_label(o['devices'])} "
@@ -580,6 +647,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="1m",
         help="fleet for the Delta-on-S3 write path ('' to skip; 1m, 10m with --include-10m)",
     )
+    parser.add_argument(
+        "--demo-size",
+        default="80k",
+        help="`sentinel demo` timed from launch at this fleet ('' to skip; default 80k, the "
+        "demo's 8 x 10,000)",
+    )
+    parser.add_argument(
+        "--equality-size",
+        default="1m",
+        help="one-run vs run-per-region outputs compared frame for frame ('' to skip; 1m)",
+    )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data folders")
     parser.add_argument(
@@ -654,13 +732,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.parallel_regions_size:
         pr_devices = parse_size(args.parallel_regions_size)
         reuse = {}
-        if pr_devices in measured:
-            reuse[args.parallel] = measured[pr_devices][0]
+        if pr_devices in measured and measured[pr_devices][0].result.get("one_run") is False:
+            reuse[args.parallel] = measured[pr_devices][0]  # it ran one run per region too
         parallel_result = parallel_regions.compare(
             pr_devices, sorted({1, args.parallel}), workdir, reuse=reuse, repeat=args.repeat
         )
         for row in parallel_result["timings"]:
             log(f"regions at --parallel {row['parallel']}: {row['seconds']:.1f} s")
+
+    demo = previous.get("demo")
+    if args.demo_size:
+        runs = [measure_demo(parse_size(args.demo_size), workdir) for _ in range(args.repeat)]
+        best_demo = best(runs)
+        demo = best_demo.to_json() | {"measured_at": run_id}
+        log(f"sentinel demo {size_label(best_demo.devices):>5}: {describe(best_demo)}")
+
+    same = previous.get("equality")
+    if args.equality_size:
+        same = equality.compare(parse_size(args.equality_size), workdir, args.parallel)
+        same["measured_at"] = run_id
+        log(
+            f"one run vs run per region {size_label(same['devices'])}: "
+            + ("equal" if same["equal"] else f"DIFFERENT {same.get('differences')}")
+            + f", {same.get('shards_compared')} shards and {same.get('tables_compared')} tables"
+        )
 
     dashboard = dict(previous.get("dashboard_whatif") or {})
     for devices in sorted({parse_size(s) for s in args.dashboard_sizes.split(",") if s.strip()}):
@@ -736,8 +831,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stream": stream_result or previous.get("stream"),
         "timeseries": series or previous.get("timeseries"),
         "scaleout": scaleout_result,
+        "demo": demo,
+        "equality": same,
     }
     results["targets"] = evaluate_targets(results["sizes"], seed_us)
+    results["targets"] += refresh_targets(results["sizes"], demo, same)
     results["targets"] += dashboard_whatif.targets(dashboard)
     for name, t in ((stream_result or {}).get("targets") or {}).items():
         results["targets"].append(

@@ -4,7 +4,9 @@ after every region of a refresh succeeded."""
 from concurrent.futures import Future
 from pathlib import Path
 
-from sentinel_assets.cli.orchestrate import RunOutcome, run_fleet
+from sentinel_assets.cli import orchestrate
+from sentinel_assets.cli.orchestrate import RunOutcome, one_run_wanted, region_range, run_fleet
+from sentinel_assets.contracts import REGIONS as ALL
 from sentinel_assets.refresh import REPORT, WAIT, RegionRun, report_verdict
 
 OK, FAILED, RUNNING = RegionRun.SUCCEEDED, RegionRun.FAILED, RegionRun.RUNNING
@@ -85,3 +87,52 @@ def test_sentinel_demo_withholds_the_report_after_a_failed_region(sentinel_home:
     assert pool.jobs == ["fleet_refresh"] * 3
     assert fleet.report is None and not fleet.success
     assert [o.label for o in fleet.regions if not o.success] == ["eu-west"]
+
+
+def one_run_that(success: bool, calls: list[tuple[str, dict]]):
+    """Stands in for the one run `run_fleet(one_run=True)` executes in its own process."""
+
+    def run_job(job_name: str, partition_key: str | None = None, tags=None) -> RunOutcome:
+        calls.append((job_name, dict(tags or {})))
+        return RunOutcome(job_name, "run-whole", success, error="" if success else "boom")
+
+    return run_job
+
+
+def test_one_run_refreshes_a_range_of_regions_and_its_reports_at_once(
+    sentinel_home: Path, monkeypatch
+):
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(orchestrate, "run_job", one_run_that(True, calls))
+    pool = FinishedRuns()
+    fleet = run_fleet(list(ALL), 2, pool=pool, one_run=True, poll_seconds=0.01)
+    assert [job for job, _ in calls] == ["fleet_and_reports"] and pool.jobs == []
+    assert calls[0][1][orchestrate.RANGE_START_TAG] == ALL[0]
+    assert calls[0][1][orchestrate.RANGE_END_TAG] == ALL[-1]
+    assert fleet.success and [o.label for o in fleet.regions] == list(ALL)
+    assert {o.run_id for o in [*fleet.regions, fleet.report]} == {"run-whole"}
+
+
+def test_a_failed_one_run_is_run_again_one_region_per_run(sentinel_home: Path, monkeypatch):
+    """So one region's failed check neither hides nor spreads to another's result."""
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(orchestrate, "run_job", one_run_that(False, calls))
+    pool = FinishedRuns(failing=frozenset({ALL[1]}))
+    fleet = run_fleet(list(ALL), 2, pool=pool, one_run=True, poll_seconds=0.01)
+    assert [job for job, _ in calls] == ["fleet_and_reports"]
+    assert pool.jobs == ["fleet_refresh"] * len(ALL)
+    assert fleet.one_run is not None and not fleet.one_run.success
+    assert [o.label for o in fleet.regions if not o.success] == [ALL[1]]
+    assert fleet.report is None and not fleet.success
+
+
+def test_regions_outside_one_range_of_partitions_never_share_a_run():
+    assert region_range(list(ALL)) == (ALL[0], ALL[-1])
+    assert region_range([ALL[2], ALL[1]]) == (ALL[1], ALL[2])
+    assert region_range([ALL[0], ALL[2]]) is None  # a gap
+    assert region_range([ALL[0], ALL[0]]) is None
+    assert region_range(["mars-1"]) is None
+    assert not one_run_wanted("auto", [ALL[0], ALL[2]], 10)
+    assert one_run_wanted("auto", list(ALL), 10) and one_run_wanted("one", list(ALL), 10**9)
+    assert not one_run_wanted("auto", list(ALL), 10**9)  # past SENTINEL_ONE_RUN_MAX_DEVICES
+    assert not one_run_wanted("per-region", list(ALL), 10)

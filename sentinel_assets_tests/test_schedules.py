@@ -189,8 +189,11 @@ def test_a_command_line_backfill_of_two_regions_then_the_report(
     assert regions == [("eu-west",), ("us-east",)]
 
 
-def test_dagster_yaml_loads_with_run_and_pool_limits(definitions: dg.Definitions, tmp_path: Path):
+def test_dagster_yaml_loads_with_run_and_pool_limits(
+    definitions: dg.Definitions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # its event log lives in DAGSTER_HOME
     with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
         config = instance.get_concurrency_config()
         assert config.run_queue_config.max_concurrent_runs == 2

@@ -25,6 +25,7 @@ from sentinel_assets.stream.consumer import Consumer, ConsumerSettings
 from sentinel_assets.stream.publisher import publish
 from sentinel_assets.stream.settings import broker_address
 from sentinel_assets.telemetry import lake
+from sentinel_assets_tests.instances import instance_from
 from sentinel_assets_tests.stream_helpers import (
     accepted_events,
     device_messages,
@@ -157,6 +158,6 @@ def test_the_stream_demo_accounts_for_every_message_and_records_its_runs(tmp_pat
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "unaccounted 0" in demo.stdout and "Traceback" not in demo.stderr
     assert "first events in telemetry_events" in demo.stdout
-    with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster")) as instance:
+    with instance_from(tmp_path / "home" / "dagster") as instance:
         runs = instance.get_runs(dg.RunsFilter(job_name="ingest_landing_batch"))
     assert runs and all(run.is_success for run in runs)

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,8 +32,13 @@ from sentinel_assets.cli.live import (
     watch_demo,
 )
 from sentinel_assets.cli.orchestrate import (
+    ONE_RUN_JOB,
+    ONE_RUN_MAX_DEVICES,
+    ONE_RUN_MAX_DEVICES_ENV,
+    RUN_MODES,
     RunOutcome,
     instance_home,
+    one_run_wanted,
     prepare_instance_home,
     run_fleet,
     run_job,
@@ -241,17 +247,22 @@ def demo(args: argparse.Namespace) -> int:
     home = paths.data_home()
     check_settings()
     demo_id = uuid.uuid4().hex
+    devices_per_region = env_int("SENTINEL_DEVICES_PER_REGION", 10_000)
+    one_run = one_run_wanted(args.runs, regions, devices_per_region)
+    how = "in one run" if one_run else f"{args.parallel} at a time"
     console.print(
-        f"[bold]Sentinel[/] materializing {len(regions)} region(s), {args.parallel} at a time"
+        f"[bold]Sentinel[/] materializing {len(regions)} region(s), {how}"
         f" -> {home}  (runs tagged {DEMO_TAG}={demo_id})"
     )
     started = time.perf_counter()
     slot_wait_s = env_int(SLOT_WAIT_ENV, int(SLOT_WAIT_S))
-    with worker_pool(args.parallel) as pool:
+    labels = [ONE_RUN_JOB] if one_run else regions
+    # A one-run refresh runs in this process; region runs need their worker processes.
+    with nullcontext() if one_run else worker_pool(args.parallel) as pool:
         prepare_instance_home()  # while the workers load Dagster
         free_dead_runs()
         with watch_demo(
-            console, demo_id, regions, live=wants_live_view(), slot_wait_s=slot_wait_s
+            console, demo_id, labels, live=wants_live_view(), slot_wait_s=slot_wait_s
         ) as (poll, reader):
 
             def remember_crash(outcome: RunOutcome) -> None:
@@ -265,12 +276,21 @@ def demo(args: argparse.Namespace) -> int:
                 on_done=remember_crash,
                 on_poll=poll,
                 pool=pool,
+                one_run=one_run,
             )
     elapsed = time.perf_counter() - started
+    if fleet.one_run and not fleet.one_run.success and fleet.regions:
+        console.print(
+            f"The one-run refresh failed ({escape(fleet.one_run.error or 'failed checks')}); "
+            "the regions were run again one per run, so each region's result is its own.",
+            soft_wrap=True,
+        )
     for outcome in [*fleet.regions, *([fleet.report] if fleet.report else [])]:
         if not outcome.success:
             _print_outcome(outcome)
     outcomes = [*fleet.regions, *([fleet.report] if fleet.report else [])]
+    if fleet.one_run and not fleet.regions:  # it filled the disk: nothing ran again
+        outcomes = [fleet.one_run]
     failed = [outcome for outcome in outcomes if not outcome.success]
     if failed and (
         any(reads_as_disk_full(outcome.error) for outcome in failed) or disk_is_full(home)
@@ -302,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("demo", help="materialize every asset for every region headless")
     run.add_argument("--regions", help="comma-separated regions (default: all in the fleet file)")
     run.add_argument("--parallel", type=int, default=2, help="region runs at a time (default: 2)")
+    run.add_argument(
+        "--runs",
+        choices=RUN_MODES,
+        default="auto",
+        help="one run for every region and the reports, or one run per region (default auto: "
+        f"one run up to ${ONE_RUN_MAX_DEVICES_ENV} devices, {ONE_RUN_MAX_DEVICES:,})",
+    )
     run.add_argument(
         "--devices-per-region",
         type=int,

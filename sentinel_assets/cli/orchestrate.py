@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from pathlib import Path
 import dagster as dg
 
 from sentinel_assets import paths
-from sentinel_assets.cli.stale_runs import process_tags, sweep_dead_runs
+from sentinel_assets.cli.stale_runs import end_runs_of_this_process, process_tags, sweep_dead_runs
 from sentinel_assets.contracts import validate_region
 from sentinel_assets.failures import reads_as_disk_full
 from sentinel_assets.refresh import REPORT, RegionRun, report_verdict
@@ -171,10 +172,13 @@ def run_job(
 
 @dataclass(frozen=True)
 class FleetOutcome:
-    """Every region's run, then the report's (None when a region failed and it never ran)."""
+    """Every region's run, then the report's (None when a region failed and it never ran);
+    after a successful one-run refresh, every region's outcome is that run's."""
 
     regions: list[RunOutcome]
     report: RunOutcome | None
+    # The single run over every region, when there was one (it failed if regions ran again).
+    one_run: RunOutcome | None = None
 
     @property
     def success(self) -> bool:
@@ -232,6 +236,80 @@ def worker_pool(parallel: int) -> Iterator[ProcessPoolExecutor]:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+ONE_RUN_JOB = "fleet_and_reports"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Largest fleet refreshed in one run by default: that run's steps hold every region's frames
+# of an asset at once (1M devices: ~1.5 GiB); past it, regions run side by side, one each.
+ONE_RUN_MAX_DEVICES_ENV = "SENTINEL_ONE_RUN_MAX_DEVICES"
+ONE_RUN_MAX_DEVICES = 2_000_000
+RUN_MODES = ("auto", "one", "per-region")
+
+
+def region_range(regions: Sequence[str]) -> tuple[str, str] | None:
+    """`(first, last)` when `regions` are exactly a contiguous run of the region partitions
+    (what one run over a partition range can target), else None."""
+    from sentinel_assets.defs.partitions import region_partitions
+
+    keys = list(region_partitions.get_partition_keys())
+    if not regions or len(set(regions)) != len(regions) or any(r not in keys for r in regions):
+        return None
+    positions = sorted(keys.index(region) for region in regions)
+    if positions != list(range(positions[0], positions[0] + len(regions))):
+        return None
+    return keys[positions[0]], keys[positions[-1]]
+
+
+def one_run_wanted(mode: str, regions: Sequence[str], devices_per_region: int) -> bool:
+    """Whether `sentinel demo` refreshes `regions` in one run (`--runs`): `auto` does up to
+    `SENTINEL_ONE_RUN_MAX_DEVICES` devices; regions that are not one contiguous range of the
+    partitions always run one per run."""
+    if mode not in RUN_MODES:
+        raise ValueError(f"--runs must be one of {', '.join(RUN_MODES)}, not {mode!r}")
+    if mode == "per-region" or region_range(regions) is None:
+        return False
+    if mode == "one":
+        return True
+    from sentinel_assets.defs.config import env_int
+
+    limit = env_int(ONE_RUN_MAX_DEVICES_ENV, ONE_RUN_MAX_DEVICES)
+    return devices_per_region * len(regions) <= limit
+
+
+def one_run_tags(regions: Sequence[str], tags: Mapping[str, str] | None) -> dict[str, str]:
+    """The tags of one run over the range of region partitions `regions` is."""
+    bounds = region_range(regions)
+    if bounds is None:
+        raise ValueError(f"{', '.join(regions)} are not one range of region partitions")
+    return {**(tags or {}), RANGE_START_TAG: bounds[0], RANGE_END_TAG: bounds[1]}
+
+
+def in_thread(work: Callable[[], RunOutcome]) -> Future[RunOutcome]:
+    """`work` in a daemon thread of this process, as a future `_await_runs` can wait on: a
+    one-run refresh needs no worker interpreter (Dagster and the definitions are loaded
+    here already), and Ctrl-C never waits for it (`end_own_runs` marks its run failed)."""
+    future: Future[RunOutcome] = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(work())
+            except BaseException as error:
+                future.set_exception(error)
+
+    threading.Thread(target=run, name="sentinel-one-run", daemon=True).start()
+    return future
+
+
+def end_own_runs() -> list[str]:
+    """Mark failed the unfinished runs this process executes in its own threads (it is
+    exiting: interrupted or stopped), their pool slots freed; returns their run ids."""
+    with dg.DagsterInstance.get() as instance:
+        return end_runs_of_this_process(
+            instance, "Ended: the `sentinel` command running it was interrupted."
+        )
+
+
 def run_fleet(
     regions: Sequence[str],
     parallel: int,
@@ -241,13 +319,19 @@ def run_fleet(
     on_poll: Callable[[], None] | None = None,
     poll_seconds: float = 0.5,
     pool: ProcessPoolExecutor | None = None,
+    one_run: bool = False,
 ) -> FleetOutcome:
     """One `fleet_refresh` run per region, `parallel` at a time (in `pool`, else a new
     `worker_pool`), then, once every region succeeded (`refresh.report_verdict`), the
-    `regional_report` run in an already warm worker. `on_poll` is called every
-    `poll_seconds` from this process while runs go (the live view)."""
+    `regional_report` run in an already warm worker. With `one_run`, a single run in this
+    process does every region and the reports first; if it fails, the regions are run again
+    one per run, so one region's failed check neither hides nor spreads to another's result.
+    `on_poll` is called every `poll_seconds` from this process while runs go (the live
+    view)."""
     for region in regions:
         validate_region(region)
+    if one_run:
+        return _run_fleet_at_once(regions, parallel, tags, on_done, on_poll, poll_seconds, pool)
     if pool is None:
         with worker_pool(parallel) as new_pool:
             return run_fleet(
@@ -264,3 +348,34 @@ def run_fleet(
     future = pool.submit(run_job, "regional_report", None, tags)
     reported = _await_runs({future: "regional_report"}, on_done, on_poll, poll_seconds)
     return FleetOutcome(ordered, reported["regional_report"])
+
+
+def _run_fleet_at_once(
+    regions: Sequence[str],
+    parallel: int,
+    tags: Mapping[str, str] | None,
+    on_done: Callable[[RunOutcome], None] | None,
+    on_poll: Callable[[], None] | None,
+    poll_seconds: float,
+    pool: ProcessPoolExecutor | None,
+) -> FleetOutcome:
+    """`run_fleet` with `one_run`: the single run here, then region runs (in `pool`, else
+    new workers) only if it failed."""
+    prepare_instance_home()
+    range_tags = one_run_tags(regions, tags)
+    future = in_thread(lambda: run_job(ONE_RUN_JOB, None, range_tags))
+    try:
+        whole = _await_runs({future: ONE_RUN_JOB}, on_done, on_poll, poll_seconds)[ONE_RUN_JOB]
+    except BaseException:
+        end_own_runs()  # Ctrl-C or SIGTERM: the run's thread dies with this process
+        raise
+    if whole.success:
+        each = [RunOutcome(region, whole.run_id, True) for region in regions]
+        return FleetOutcome(each, RunOutcome("regional_report", whole.run_id, True), whole)
+    if reads_as_disk_full(whole.error):  # every region would fill it again
+        return FleetOutcome([], None, whole)
+    again = run_fleet(
+        regions, parallel, tags=tags, on_done=on_done,
+        on_poll=on_poll, poll_seconds=poll_seconds, pool=pool,
+    )  # fmt: skip
+    return FleetOutcome(again.regions, again.report, whole)

@@ -68,17 +68,31 @@ def dead_runs(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
     ]
 
 
+def end_run(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
+    """Mark a run that cannot go on failed (not to be retried) and free its pool slots."""
+    instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "false"})
+    instance.report_run_failed(run, message=message)
+    instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+
+
+def end_runs_of_this_process(instance: dg.DagsterInstance, why: str) -> list[str]:
+    """End the unfinished runs this process executes itself (in its own threads), when it is
+    about to exit; returns their run ids."""
+    records = instance.get_run_records(
+        dg.RunsFilter(statuses=UNFINISHED, tags={PID_TAG: str(os.getpid())})
+    )
+    for record in records:
+        end_run(instance, record.dagster_run, why)
+    return [record.dagster_run.run_id for record in records]
+
+
 def sweep_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark every dead run failed and free its pool slots; one line per run swept."""
     swept = []
     for record in dead_runs(instance):
         run = record.dagster_run
         pid = run.tags[PID_TAG]
-        instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "false"})
-        instance.report_run_failed(
-            run, message=f"Marked failed by {FREE_COMMAND}: its process {pid} is gone."
-        )
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        end_run(instance, run, f"Marked failed by {FREE_COMMAND}: its process {pid} is gone.")
         swept.append(
             f"Run {run.run_id[:8]} ({run.job_name}"
             f"{' ' + run.tags['dagster/partition'] if 'dagster/partition' in run.tags else ''})"

@@ -18,6 +18,7 @@ from sentinel_assets.defs.config import region_seed
 from sentinel_assets.defs.failures import retry_transient_only
 from sentinel_assets.defs.metadata import contract_metadata, dashboard_link, markdown
 from sentinel_assets.defs.partitions import region_partitions
+from sentinel_assets.defs.region_steps import RegionEvent, over_regions
 from sentinel_assets.defs.resources import SentinelSettings, WarehouseCatalog
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
 from sentinel_assets.generate import generate_fleet
@@ -37,8 +38,8 @@ REPORT_GROUP = "reports"
 # retried (`defs.failures.retry_transient_only` on every asset that has this policy); a
 # locked catalog is waited for in place (`warehouse.connect_waiting`).
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
-# What a fleet step yields: its outputs, then the results of its checks.
-StepEvent = dg.Output | dg.AssetCheckResult
+# What a fleet step yields for one region: its outputs, then the results of its checks.
+StepEvent = RegionEvent
 
 
 def report_asset(deps: list[str]) -> Callable[[Callable[..., object]], dg.AssetsDefinition]:
@@ -67,7 +68,8 @@ def fleet_asset(
     *more_checks: dg.AssetCheckSpec, deps: list[dg.AssetDep] | None = None
 ) -> Callable[[Callable[..., Iterator[StepEvent]]], dg.AssetsDefinition]:
     """One region's shard of a fleet asset, checked against its contract (and `more_checks`)
-    in the same step; `deps` are tables it reads itself (not loaded as inputs)."""
+    in the same step; `deps` are tables it reads itself (not loaded as inputs). `build`
+    takes the region first; a step over several regions calls it for each (`over_regions`)."""
 
     def decorate(build: Callable[..., Iterator[StepEvent]]) -> dg.AssetsDefinition:
         return dg.asset(
@@ -78,14 +80,14 @@ def fleet_asset(
             group_name=FLEET_GROUP,
             kinds={"polars", "parquet"},
             retry_policy=TRANSIENT_RETRY,
-        )(retry_transient_only(build))
+        )(retry_transient_only(over_regions(build)))
 
     return decorate
 
 
 @fleet_asset()
 def raw_fleet(
-    context: dg.AssetExecutionContext, settings: SentinelSettings, telemetry: TelemetryLanding
+    region: str, settings: SentinelSettings, telemetry: TelemetryLanding
 ) -> Iterator[StepEvent]:
     """Every device of the region as it stands mid-way through the OTA campaign: model,
     firmware path, update status and the telemetry that recovery decisions depend on (from
@@ -93,11 +95,11 @@ def raw_fleet(
     sim = settings.simulation
     excluded = 0
     if sim.source == "landing":
-        snapshot = telemetry.fleet(context.partition_key, sim.as_of_utc())
+        snapshot = telemetry.fleet(region, sim.as_of_utc())
         fleet, excluded = snapshot.fleet, snapshot.excluded.height
     else:
         fleet = generate_fleet(
-            context.partition_key,
+            region,
             sim.devices_per_region,
             seed=sim.seed,
             as_of=sim.as_of_utc(),
@@ -113,7 +115,7 @@ def raw_fleet(
             "preview": markdown(fleet),
         },
     )
-    yield checks.contract(fleet, "raw_fleet")
+    yield checks.ContractDue(fleet, "raw_fleet")
 
 
 @dg.multi_asset(
@@ -137,13 +139,14 @@ def raw_fleet(
     retry_policy=TRANSIENT_RETRY,
 )
 @retry_transient_only
+@over_regions
 def chaos_injection(
-    context: dg.AssetExecutionContext, raw_fleet: pl.DataFrame, settings: SentinelSettings
+    region: str, raw_fleet: pl.DataFrame, settings: SentinelSettings
 ) -> Iterator[StepEvent]:
     """Corrupts a copy of the raw fleet at the configured rate per fault kind."""
     chaos = settings.chaos
     corrupted, ledger = inject_faults(
-        raw_fleet, chaos.rate_by_kind(), seed=region_seed(chaos.seed, context.partition_key)
+        raw_fleet, chaos.rate_by_kind(), seed=region_seed(chaos.seed, region)
     )
     faults = dict(ledger.group_by("fault_kind").len().sort("fault_kind").iter_rows())
     yield dg.Output(
@@ -164,8 +167,8 @@ def chaos_injection(
             "preview": markdown(ledger),
         },
     )
-    yield checks.contract(corrupted, "corrupted_fleet")
-    yield checks.contract(ledger, "chaos_ledger")
+    yield checks.ContractDue(corrupted, "corrupted_fleet")
+    yield checks.ContractDue(ledger, "chaos_ledger")
 
 
 @dg.multi_asset(
@@ -200,8 +203,9 @@ def chaos_injection(
     retry_policy=TRANSIENT_RETRY,
 )
 @retry_transient_only
+@over_regions
 def sanitization(
-    context: dg.AssetExecutionContext,
+    region: str,
     corrupted_fleet: pl.DataFrame,
     chaos_ledger: pl.DataFrame,
     settings: SentinelSettings,
@@ -230,8 +234,8 @@ def sanitization(
             "preview": markdown(quarantine),
         },
     )
-    yield checks.contract(sanitized, "sanitized_fleet")
-    yield checks.contract(quarantine, "quarantine")
+    yield checks.ContractDue(sanitized, "sanitized_fleet")
+    yield checks.ContractDue(quarantine, "quarantine")
     yield checks.verdict(
         "sanitized_fleet", quality.records_conserved, corrupted_fleet, sanitized, quarantine
     )
@@ -257,7 +261,7 @@ REGION_TIMESERIES = dg.AssetDep(
     deps=[REGION_TIMESERIES],
 )
 def recovery_decisions(
-    context: dg.AssetExecutionContext,
+    region: str,
     sanitized_fleet: pl.DataFrame,
     campaign_status: pl.DataFrame,
     settings: SentinelSettings,
@@ -270,7 +274,7 @@ def recovery_decisions(
     time series (`device_timeseries` up to the snapshot), a battery draining faster than
     `max_battery_drain_pct_per_h` defers; without one, the static guards alone decide."""
     as_of = settings.simulation.as_of_utc()
-    trend = recent_drain(catalog.tables_root, str(context.partition_key), as_of)
+    trend = recent_drain(catalog.tables_root, region, as_of)
     decisions = decide_recovery(
         sanitized_fleet,
         settings.recovery,
@@ -291,7 +295,7 @@ def recovery_decisions(
             "preview": markdown(decisions),
         },
     )
-    yield checks.contract(decisions, "recovery_decisions")
+    yield checks.ContractDue(decisions, "recovery_decisions")
     yield checks.verdict(
         "recovery_decisions",
         quality.halt_holds_pending_updates,
@@ -331,7 +335,7 @@ def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
 
 @fleet_asset()
 def campaign_status(
-    sanitized_fleet: pl.DataFrame, settings: SentinelSettings
+    region: str, sanitized_fleet: pl.DataFrame, settings: SentinelSettings
 ) -> Iterator[StepEvent]:
     """The region's campaign against the abort rule: devices that attempted the update, how
     many failed, the configured threshold and minimum, and whether the campaign is halted."""
@@ -346,12 +350,15 @@ def campaign_status(
             "numbers": markdown(status),
         },
     )
-    yield checks.contract(status, "campaign_status")
+    yield checks.ContractDue(status, "campaign_status")
 
 
 @fleet_asset(region_spec("recovery_outcomes", quality.outcomes_cover_the_fleet))
 def recovery_outcomes(
-    sanitized_fleet: pl.DataFrame, recovery_decisions: pl.DataFrame, settings: SentinelSettings
+    region: str,
+    sanitized_fleet: pl.DataFrame,
+    recovery_decisions: pl.DataFrame,
+    settings: SentinelSettings,
 ) -> Iterator[StepEvent]:
     """Every device after the decisions were applied in a seeded simulation (odds by action,
     battery and signal): recovered, rolled_back, still_failed, deferred, held, in_triage, or
@@ -371,7 +378,7 @@ def recovery_outcomes(
             "preview": markdown(result),
         },
     )
-    yield checks.contract(result, "recovery_outcomes")
+    yield checks.ContractDue(result, "recovery_outcomes")
     yield checks.verdict(
         "recovery_outcomes", quality.outcomes_cover_the_fleet, result, sanitized_fleet
     )

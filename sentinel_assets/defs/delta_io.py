@@ -3,7 +3,7 @@ local disk or S3 (SENTINEL_DELTA_ROOT, e.g. s3://bucket/sentinel), the work done
 `sentinel_assets.delta`. The Parquet-shard IO manager stays the embedded default."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import Field
 
 from sentinel_assets import delta
-from sentinel_assets.defs.resources import WarehouseCatalog, shard_of
+from sentinel_assets.defs.resources import RegionShardStore, WarehouseCatalog, shard_of
 
 # The region-partitioned assets, i.e. the Delta tables the report SQL reads.
 PARTITIONED_TABLES = (
@@ -45,28 +45,25 @@ class DeltaCatalog(WarehouseCatalog):
             yield conn
 
 
-class DeltaShardIOManager(dg.ConfigurableIOManager):
+class DeltaShardIOManager(RegionShardStore):
     """Each region partition of an asset is a partition of the asset's Delta table, replaced
     in one commit (partition-predicate overwrite); readers see committed data only."""
 
     delta_root: str
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
-        table, partition = shard_of(context, obj)
+    def store_shard(
+        self, context: dg.OutputContext, partition: str, frame: pl.DataFrame
+    ) -> Mapping[str, object]:
+        table = shard_of(context, partition, frame)
         uri = delta.table_uri(self.delta_root, table)
-        attempts = delta.write_region(obj, uri, partition, delta.storage_options())
-        context.add_output_metadata(
-            {
-                "dagster/row_count": obj.height,
-                "delta_table": uri,
-                "commit_attempts": attempts,
-            }
-        )
+        attempts = delta.write_region(frame, uri, partition, delta.storage_options())
+        return {"dagster/row_count": frame.height, "delta_table": uri, "commit_attempts": attempts}
 
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        columns = (context.definition_metadata or {}).get("columns")
-        uri = delta.table_uri(self.delta_root, context.asset_key.path[-1])
-        return delta.read_region(uri, context.asset_partition_key, columns, delta.storage_options())
+    def load_shard(
+        self, asset_key: dg.AssetKey, partition: str, columns: list[str] | None
+    ) -> pl.DataFrame:
+        uri = delta.table_uri(self.delta_root, asset_key.path[-1])
+        return delta.read_region(uri, partition, columns, delta.storage_options())
 
 
 def selected_storage() -> str:

@@ -2,7 +2,7 @@
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from sentinel_assets.defs.config import (
     SimulationSettings,
     env_int,
 )
+from sentinel_assets.defs.region_steps import RegionFrames, is_region_range
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
 from sentinel_assets.failures import settings_problem
 
@@ -101,22 +102,59 @@ class WarehouseCatalog(DuckDBResource):
             conn.close()
 
 
-def shard_of(context: dg.OutputContext, obj: pl.DataFrame) -> tuple[str, str]:
-    """The (table, partition) an output is stored as: one region's shard of the asset, which
-    holds that partition's rows only."""
+def shard_of(context: dg.OutputContext, partition: str, obj: pl.DataFrame) -> str:
+    """The table an output's `partition` is stored in: one region's shard of the asset,
+    which holds that partition's rows only."""
     if not context.has_asset_partitions:
         raise dg.Failure(f"{context.asset_key.to_user_string()} must be region-partitioned")
     table = context.asset_key.path[-1]
-    partition = context.asset_partition_key
     if PARTITION_KEY in obj.columns and (obj[PARTITION_KEY] != partition).any():
         raise dg.Failure(
             f"{table} rows for another partition than {partition!r} would be stored in its "
             f"shard; every row's {PARTITION_KEY} must be the shard's partition key"
         )
-    return table, partition
+    return table
 
 
-class RegionShardIOManager(dg.ConfigurableIOManager):
+class RegionShardStore(dg.ConfigurableIOManager):
+    """An IO manager that stores each region partition of an asset as its own shard: one
+    frame from a one-region step, `RegionFrames` from a step over several regions (each
+    shard then gets its own materialization metadata). Subclasses store and load a shard."""
+
+    def store_shard(
+        self, context: dg.OutputContext, partition: str, frame: pl.DataFrame
+    ) -> Mapping[str, object]:
+        """Write one region's shard; returns its materialization metadata."""
+        raise NotImplementedError
+
+    def load_shard(
+        self, asset_key: dg.AssetKey, partition: str, columns: list[str] | None
+    ) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | RegionFrames) -> None:
+        if not isinstance(obj, dict):
+            context.add_output_metadata(self.store_shard(context, context.asset_partition_key, obj))
+            return
+        missing = sorted(set(context.asset_partition_keys) - set(obj))
+        if missing:
+            raise dg.Failure(f"{context.asset_key.to_user_string()}: no shard for {missing}")
+        for partition in context.asset_partition_keys:
+            context.step_context.add_asset_metadata(
+                self.store_shard(context, partition, obj[partition]),
+                asset_key=context.asset_key,
+                partition_key=partition,
+            )
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | RegionFrames:
+        columns = (context.definition_metadata or {}).get("columns")
+        if is_region_range(context):
+            keys = context.asset_partition_keys
+            return {key: self.load_shard(context.asset_key, key, columns) for key in keys}
+        return self.load_shard(context.asset_key, context.asset_partition_key, columns)
+
+
+class RegionShardIOManager(RegionShardStore):
     """Stores each region partition of an asset as its own Parquet file, replaced atomically,
     and keeps a view per asset over all regions in the DuckDB catalog.
 
@@ -145,28 +183,29 @@ class RegionShardIOManager(dg.ConfigurableIOManager):
         while sum(shard.frame.estimated_size() for shard in self._written.values()) > budget:
             self._written.popitem(last=False)
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
-        table, partition = shard_of(context, obj)
+    def store_shard(
+        self, context: dg.OutputContext, partition: str, frame: pl.DataFrame
+    ) -> Mapping[str, object]:
+        table = shard_of(context, partition, frame)
         path = self._path(context.asset_key, partition)
         # A view is a glob over all regions' shards, so the catalog is written only when an
         # asset gets its first shard or the catalog file is new, not after every output.
         new_catalog = not Path(self.catalog.database).exists()
         first_shard = not warehouse.has_shards(self.catalog.tables_root, table)
-        warehouse.write_partition(obj, path)
-        self._remember(path, obj)
+        warehouse.write_partition(frame, path)
+        self._remember(path, frame)
         if new_catalog or first_shard:
             with self.catalog.get_connection() as conn:
                 if new_catalog:
                     warehouse.create_views(conn, self.catalog.tables_root)
                 else:
                     warehouse.create_view(conn, self.catalog.tables_root, table)
-        context.add_output_metadata(
-            {"dagster/row_count": obj.height, "shard": dg.MetadataValue.path(str(path))}
-        )
+        return {"dagster/row_count": frame.height, "shard": dg.MetadataValue.path(str(path))}
 
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        columns = (context.definition_metadata or {}).get("columns")
-        path = self._path(context.asset_key, context.asset_partition_key)
+    def load_shard(
+        self, asset_key: dg.AssetKey, partition: str, columns: list[str] | None
+    ) -> pl.DataFrame:
+        path = self._path(asset_key, partition)
         written = self._written.get(path)
         if written is not None and written.is_on_disk():
             self._written.move_to_end(path)

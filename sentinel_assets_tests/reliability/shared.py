@@ -16,6 +16,7 @@ import polars as pl
 from sentinel_assets import paths, warehouse
 from sentinel_assets.contracts import RECORD_ID
 from sentinel_assets.defs.resources import build_resources
+from sentinel_assets_tests.instances import instance_from
 
 REPO = Path(__file__).resolve().parents[2]
 UNFINISHED = [
@@ -35,7 +36,8 @@ def new_home(home: Path) -> Path:
 
 
 def instance_at(home: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(home / "dagster"))
+    """The instance as the runs see it: dagster.yaml's event log lives in DAGSTER_HOME."""
+    return instance_from(home / "dagster")
 
 
 def environment(home: Path, devices_per_region: int) -> dict[str, str]:
