@@ -10,7 +10,7 @@ export SENTINEL_HOME DAGSTER_HOME
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo stream-demo ui test test-fast check-defs lint format bench install instance clean browser
+.PHONY: demo stream-demo ui test test-fast check-defs lint format bench bench-100m install instance clean browser
 .PHONY: dashboard dashboard-install
 
 # The dashboard's own environment: Streamlit brings pandas, which would slow every pipeline
@@ -92,6 +92,9 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 
 bench: $(BENCH_STAMP) $(SEED_VENV)/.installed-stamp ## Benchmarks (not part of `make test`), results in benchmarks/README.md
 	$(BIN)/python -m benchmarks.run --seed-python $(SEED_VENV)/bin/python
+
+bench-100m: $(BENCH_STAMP) ## 100M devices through the whole pipeline against 10M in the same sitting (~12 min, ~10 GB disk)
+	$(BIN)/python -m benchmarks.hundred_million
 
 # The bench extra on top of the dev install (dagster-duckdb-polars, for storage_designs.py).
 $(BENCH_STAMP): $(STAMP)

@@ -211,17 +211,39 @@ def _await_runs(
     return outcomes
 
 
+FRESH_WORKER_DEVICES_ENV = "SENTINEL_FRESH_WORKER_DEVICES"
+FRESH_WORKER_DEVICES = 2_000_000
+
+
+def fresh_workers_wanted() -> bool:
+    """A new worker per region run when a region holds `SENTINEL_FRESH_WORKER_DEVICES` (2M)
+    devices or more (`SENTINEL_DEVICES_PER_REGION`): its ~1.5 s start-up is then under 5 %
+    of the run."""
+    from sentinel_assets.defs.config import env_int
+
+    devices = env_int("SENTINEL_DEVICES_PER_REGION", 10_000)
+    return devices >= env_int(FRESH_WORKER_DEVICES_ENV, FRESH_WORKER_DEVICES)
+
+
 @contextmanager
 def worker_pool(parallel: int) -> Iterator[ProcessPoolExecutor]:
     """`parallel` spawned worker processes (no forked Polars/DuckDB thread pools) that start
     loading the definitions at once, while this process goes on (e.g. preparing the
-    instance)."""
+    instance). For regions of `FRESH_WORKER_DEVICES` devices or more, each region's run gets
+    a new worker instead: a worker that ran a 12.5M-device region keeps several GiB its
+    allocator does not give back, which the next region's run would add to."""
     instance_home()  # in the environment before the workers start
     workers = max(1, parallel)
     spawn = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=die_with_parent)
+    fresh = fresh_workers_wanted()
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=spawn,
+        initializer=die_with_parent,
+        max_tasks_per_child=1 if fresh else None,
+    )
     try:
-        for _ in range(workers):
+        for _ in range(0 if fresh else workers):  # a warm-up would be a fresh worker's one task
             pool.submit(load_definitions)
         yield pool
     except BaseException:
