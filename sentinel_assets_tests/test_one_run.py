@@ -17,14 +17,7 @@ from sentinel_assets_tests.test_pipeline import FLEET_ASSETS, refresh
 pytestmark = [pytest.mark.slow, pytest.mark.long(40)]
 
 THREE = list(REGIONS[:3])  # a contiguous range of the region partitions
-REPORTS = [
-    "regional_rank",
-    "failure_clusters",
-    "failure_telemetry",
-    "triage_queue",
-    "campaign_report",
-    "status_before_after",
-]
+REPORTS = list(warehouse.REPORT_TABLES)
 
 
 def one_run(definitions, home: Path, instance, regions=THREE, run_config=None):
