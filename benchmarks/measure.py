@@ -153,6 +153,15 @@ def run_child(
     )
 
 
+def fleet_env(home: Path, devices: int) -> dict[str, str]:
+    """A subject's data folder, its instance folder inside it, and its fleet per region."""
+    return {
+        "SENTINEL_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "SENTINEL_DEVICES_PER_REGION": str(devices // N_REGIONS),
+    }
+
+
 def measure_pipeline(
     devices: int, parallel: int, workdir: Path, keep: bool = False, runs: str = "auto"
 ) -> Measurement:
@@ -161,11 +170,7 @@ def measure_pipeline(
     home = pipeline_home(workdir, devices, parallel, runs)
     shutil.rmtree(home, ignore_errors=True)
     out = home.with_suffix(".json")
-    env = {
-        "SENTINEL_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "SENTINEL_DEVICES_PER_REGION": str(devices // N_REGIONS),
-    }
+    env = fleet_env(home, devices)
     args = ["-m", "benchmarks.pipeline", "--parallel", str(parallel), "--json", str(out)]
     args += ["--runs", runs]
     if "SENTINEL_BENCH_INSTANCE_YAML" in os.environ:  # another dagster.yaml than the repo's
@@ -183,12 +188,7 @@ def measure_demo(devices: int, workdir: Path) -> Measurement:
     shutil.rmtree(home, ignore_errors=True)
     (home / "dagster").mkdir(parents=True)
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    env = {
-        "SENTINEL_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "SENTINEL_DEVICES_PER_REGION": str(devices // N_REGIONS),
-        "SENTINEL_FLEET_SOURCE": "simulator",
-    }
+    env = fleet_env(home, devices) | {"SENTINEL_FLEET_SOURCE": "simulator"}
     measurement = run_child(
         "demo", devices, ["-m", "sentinel_assets.cli.main", "demo"], workdir, env
     )

@@ -38,10 +38,10 @@ def run_pipeline(regions: Sequence[str], parallel: int, runs: str = "auto") -> d
     """Materialize `regions`, then the report, as the CLI does: in one run, or one run per
     region `parallel` at a time, as `sentinel demo --runs` decides."""
     from sentinel_assets.cli.orchestrate import one_run_wanted, run_fleet
-    from sentinel_assets.defs.config import env_int
+    from sentinel_assets.defs.config import devices_per_region
 
     started = time.perf_counter()
-    one_run = one_run_wanted(runs, regions, env_int("SENTINEL_DEVICES_PER_REGION", 10_000))
+    one_run = one_run_wanted(runs, regions, devices_per_region())
     fleet = run_fleet(list(regions), parallel, one_run=one_run)  # `sentinel demo`'s own call
     outcomes, report = fleet.regions, fleet.report
     finished = time.perf_counter()

@@ -47,7 +47,7 @@ from sentinel_assets.cli.orchestrate import (
 from sentinel_assets.cli.progress import DEMO_TAG
 from sentinel_assets.cli.stale_runs import slot_waits, sweep_dead_runs
 from sentinel_assets.contracts import REGIONS
-from sentinel_assets.defs.config import env_int
+from sentinel_assets.defs.config import DEVICES_PER_REGION_ENV, devices_per_region, env_int
 from sentinel_assets.failures import reads_as_disk_full, settings_problem
 from sentinel_assets.reports import OutcomeSummary, read_outcome_summary
 
@@ -243,12 +243,11 @@ def demo(args: argparse.Namespace) -> int:
     if args.devices_per_region is not None:
         if args.devices_per_region < 0:
             raise UsageError("--devices-per-region must be >= 0")
-        os.environ["SENTINEL_DEVICES_PER_REGION"] = str(args.devices_per_region)
+        os.environ[DEVICES_PER_REGION_ENV] = str(args.devices_per_region)
     home = paths.data_home()
     check_settings()
     demo_id = uuid.uuid4().hex
-    devices_per_region = env_int("SENTINEL_DEVICES_PER_REGION", 10_000)
-    one_run = one_run_wanted(args.runs, regions, devices_per_region)
+    one_run = one_run_wanted(args.runs, regions, devices_per_region())
     how = "in one run" if one_run else f"{args.parallel} at a time"
     console.print(
         f"[bold]Sentinel[/] materializing {len(regions)} region(s), {how}"
@@ -285,13 +284,12 @@ def demo(args: argparse.Namespace) -> int:
             "the regions were run again one per run, so each region's result is its own.",
             soft_wrap=True,
         )
-    for outcome in [*fleet.regions, *([fleet.report] if fleet.report else [])]:
-        if not outcome.success:
-            _print_outcome(outcome)
     outcomes = [*fleet.regions, *([fleet.report] if fleet.report else [])]
-    if fleet.one_run and not fleet.regions:  # it filled the disk: nothing ran again
-        outcomes = [fleet.one_run]
     failed = [outcome for outcome in outcomes if not outcome.success]
+    for outcome in failed:
+        _print_outcome(outcome)
+    if fleet.one_run and not fleet.regions:  # it filled the disk: nothing ran again
+        failed = [fleet.one_run]
     if failed and (
         any(reads_as_disk_full(outcome.error) for outcome in failed) or disk_is_full(home)
     ):

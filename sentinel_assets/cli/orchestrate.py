@@ -219,10 +219,9 @@ def fresh_workers_wanted() -> bool:
     """A new worker per region run when a region holds `SENTINEL_FRESH_WORKER_DEVICES` (2M)
     devices or more (`SENTINEL_DEVICES_PER_REGION`): its ~1.5 s start-up is then under 5 %
     of the run."""
-    from sentinel_assets.defs.config import env_int
+    from sentinel_assets.defs.config import devices_per_region, env_int
 
-    devices = env_int("SENTINEL_DEVICES_PER_REGION", 10_000)
-    return devices >= env_int(FRESH_WORKER_DEVICES_ENV, FRESH_WORKER_DEVICES)
+    return devices_per_region() >= env_int(FRESH_WORKER_DEVICES_ENV, FRESH_WORKER_DEVICES)
 
 
 @contextmanager

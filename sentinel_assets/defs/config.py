@@ -31,6 +31,15 @@ def env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
 
 
+DEVICES_PER_REGION_ENV = "SENTINEL_DEVICES_PER_REGION"
+DEFAULT_DEVICES_PER_REGION = 10_000
+
+
+def devices_per_region() -> int:
+    """The simulated fleet's size per region, as every run reads it from the environment."""
+    return env_int(DEVICES_PER_REGION_ENV, DEFAULT_DEVICES_PER_REGION)
+
+
 class SimulationSettings(dg.Config, FleetProfile):
     """The synthetic fleet: how many devices, which seed, the campaign's snapshot time, and
     how the campaign goes (`generate.FleetProfile`: status mix, where it goes worse)."""

@@ -19,6 +19,7 @@ from sentinel_assets.defs.config import (
     GateSettings,
     RecoverySettings,
     SimulationSettings,
+    devices_per_region,
     env_int,
 )
 from sentinel_assets.defs.region_steps import RegionFrames, is_region_range
@@ -225,7 +226,7 @@ def build_resources(home: Path | None = None) -> dict[str, object]:
     resources = {
         "settings": SentinelSettings(
             simulation=SimulationSettings(
-                devices_per_region=env_int("SENTINEL_DEVICES_PER_REGION", 10_000),
+                devices_per_region=devices_per_region(),
                 seed=env_int("SENTINEL_SEED", 7),
                 source=os.environ.get("SENTINEL_FLEET_SOURCE") or "simulator",
             )
