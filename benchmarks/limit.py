@@ -82,7 +82,7 @@ def run_limit(
         )
         write("raw_fleet", raw, region)
         corrupted, ledger = timed(
-            "chaos", inject_faults, raw, chaos.rates, seed=region_seed(chaos.seed, region)
+            "chaos", inject_faults, raw, chaos.rate_by_kind(), seed=region_seed(chaos.seed, region)
         )
         del raw
         write("corrupted_fleet", corrupted, region)
