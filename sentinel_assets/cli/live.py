@@ -7,11 +7,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-import dagster as dg
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from sentinel_assets.cli.instance import command_instance
 from sentinel_assets.cli.progress import DemoProgress, RegionProgress, State
 from sentinel_assets.cli.stale_runs import SlotWaitNotices
 from sentinel_assets.warehouse import CATALOG_POOL
@@ -119,7 +119,7 @@ def watch_demo(
     """Yield `(poll, reader)`: each `poll()` reads the instance once and redraws the live
     table or prints changed lines; a last poll runs on exit so the final states show. A step
     waiting longer than `slot_wait_s` for a pool slot is named with the run that holds it."""
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         reader = DemoProgress(instance, demo_id, labels)
         printer = PlainPrinter(console)
         unreadable: set[str] = set()

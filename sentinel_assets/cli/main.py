@@ -12,7 +12,6 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import polars as pl
 from rich.console import Console
@@ -24,6 +23,7 @@ from sentinel_assets.cli import stream as stream_commands
 from sentinel_assets.cli import stream_demo
 from sentinel_assets.cli import telemetry as telemetry_commands
 from sentinel_assets.cli import timeseries as timeseries_commands
+from sentinel_assets.cli.instance import command_instance
 from sentinel_assets.cli.live import (
     POOLS,
     SLOT_WAIT_ENV,
@@ -177,7 +177,7 @@ def check_settings() -> None:
 
 def free_dead_runs() -> int:
     """Runs left unfinished by a killed `sentinel` process: marked failed, slots freed."""
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         swept = sweep_dead_runs(instance)
     for line in swept:
         console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
@@ -189,7 +189,7 @@ def free_slots(args: argparse.Namespace) -> int:
     instance_home()
     if not free_dead_runs():
         console.print("No run was left behind by a process that is gone.")
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         for line in slot_waits(instance, POOLS, waited_s=0):
             console.print(escape(line), soft_wrap=True)
     return 0

@@ -21,8 +21,10 @@ from pathlib import Path
 import dagster as dg
 
 from sentinel_assets import paths
+from sentinel_assets.cli.instance import command_instance
 from sentinel_assets.cli.stale_runs import end_runs_of_this_process, process_tags, sweep_dead_runs
 from sentinel_assets.contracts import validate_region
+from sentinel_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 from sentinel_assets.failures import reads_as_disk_full
 from sentinel_assets.refresh import REPORT, RegionRun, report_verdict
 
@@ -67,7 +69,7 @@ def prepare_instance_home() -> Path:
     """The instance's storage is created here, once, before worker processes open it
     concurrently (SQLite schema migrations racing between processes fail)."""
     home = instance_home()
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         instance.get_runs_count()
     return home
 
@@ -96,7 +98,7 @@ def end_workers(pool: ProcessPoolExecutor) -> list[str]:
             process.kill()
     for process in processes:
         process.join(5.0)
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         return sweep_dead_runs(instance)
 
 
@@ -127,7 +129,7 @@ def load_definitions() -> None:
     defs()
 
 
-def _outcome(label: str, result: dg.ExecuteInProcessResult) -> RunOutcome:
+def _outcome(label: str, result: dg.JobExecutionResult) -> RunOutcome:
     failed = tuple(
         evaluation.asset_check_key.to_user_string()
         for evaluation in result.get_asset_check_evaluations()
@@ -152,20 +154,34 @@ def step_failure_reason(event: dg.DagsterEvent) -> str:
     return f"{event.step_key}: {first[:300]}"
 
 
+def command_job(job_name: str) -> dg.JobDefinition:
+    """A job of the definitions by name: what `run_job` hands Dagster to rebuild it."""
+    from sentinel_assets.definitions import defs
+
+    return defs().resolve_job_def(job_name)
+
+
 def run_job(
     job_name: str, partition_key: str | None = None, tags: Mapping[str, str] | None = None
 ) -> RunOutcome:
-    """Run one job (one partition) in this process against the persistent instance."""
-    from sentinel_assets.definitions import defs
-
-    job = defs().resolve_job_def(job_name)
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            partition_key=partition_key,
-            instance=instance,
+    """Run one job (one partition) against the persistent instance, with the job's executor
+    (in this process by default). `execute_job`, not `execute_in_process`: the latter keeps
+    every step's output in memory until the run ends (for `output_for_node`), ~6 GiB of
+    frames by the last step of a 12.5M-device region."""
+    job = dg.build_reconstructable_job(__name__, command_job.__name__, (job_name,))
+    partition = {PARTITION_TAG: partition_key} if partition_key else {}
+    with command_instance() as instance:
+        result = dg.execute_job(
+            job,
+            instance,
             run_config=QUIET_LOGS,
             raise_on_error=False,
-            tags={"sentinel/launched_by": "sentinel-cli", **process_tags(), **(tags or {})},
+            tags={
+                "sentinel/launched_by": "sentinel-cli",
+                **process_tags(),
+                **partition,
+                **(tags or {}),
+            },
         )
     return _outcome(partition_key or job_name, result)
 
@@ -258,8 +274,6 @@ def worker_pool(parallel: int) -> Iterator[ProcessPoolExecutor]:
 
 
 ONE_RUN_JOB = "fleet_and_reports"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 # Largest fleet refreshed in one run by default: that run's steps hold every region's frames
 # of an asset at once (1M devices: ~1.5 GiB); past it, regions run side by side, one each.
 ONE_RUN_MAX_DEVICES_ENV = "SENTINEL_ONE_RUN_MAX_DEVICES"
@@ -325,7 +339,7 @@ def in_thread(work: Callable[[], RunOutcome]) -> Future[RunOutcome]:
 def end_own_runs() -> list[str]:
     """Mark failed the unfinished runs this process executes in its own threads (it is
     exiting: interrupted or stopped), their pool slots freed; returns their run ids."""
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         return end_runs_of_this_process(
             instance, "Ended: the `sentinel` command running it was interrupted."
         )

@@ -13,8 +13,9 @@ from enum import StrEnum
 import dagster as dg
 from dagster import DagsterEventType as E
 
+from sentinel_assets.defs.partitions import PARTITION_TAG
+
 DEMO_TAG = "sentinel/demo_id"
-PARTITION_TAG = "dagster/partition"
 # The first of these a materialization carries is its row count (our shards set all three).
 ROW_COUNT_KEYS = ("dagster/row_count", "devices", "records")
 WATCHED_EVENTS = frozenset(

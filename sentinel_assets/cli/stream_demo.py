@@ -17,9 +17,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import dagster as dg
-
 from sentinel_assets import paths
+from sentinel_assets.cli.instance import command_instance
 from sentinel_assets.cli.orchestrate import prepare_instance_home
 from sentinel_assets.stream.broker import BrokerUnavailable, running_broker
 from sentinel_assets.stream.health import consumer_status
@@ -85,7 +84,7 @@ def _run(args: argparse.Namespace, broker, landing: Path, home: Path, sent) -> t
         publisher.start()
         first_visible: float | None = None
         ingested = []
-        with dg.DagsterInstance.get() as instance:
+        with command_instance() as instance:
             from sentinel_assets.cli.landing_ticks import LandingTicks
 
             ticks = LandingTicks(home, instance)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import dagster as dg
-
 from sentinel_assets import paths
+from sentinel_assets.cli.instance import command_instance
 from sentinel_assets.cli.orchestrate import prepare_instance_home
 from sentinel_assets.telemetry import lake
 
@@ -39,7 +38,7 @@ def timeseries_command(args: argparse.Namespace) -> int:
     failed = 0
     # The runs' events go to the instance (and the UI); the terminal gets one line per partition.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         job = definitions.resolve_job_def("telemetry_timeseries_refresh")
         for key in keys:
             started = time.perf_counter()

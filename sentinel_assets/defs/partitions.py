@@ -6,6 +6,11 @@ from sentinel_assets.contracts import REGIONS
 
 region_partitions = dg.StaticPartitionsDefinition(list(REGIONS))
 
+# Dagster's run tags: the partition a run materializes, or the range a run over several does.
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 # Telemetry (issue 11): one partition per landed batch file (its content hash, added by the
 # landing sensor), and events by date x region. A MultiPartitionsDefinition orders its
 # dimensions by name, so keys read `2026-10-31|us-east` (`telemetry.lake.partition_key`).

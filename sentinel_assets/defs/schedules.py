@@ -20,7 +20,7 @@ import dagster as dg
 
 from sentinel_assets.defs.assets import REPORT_GROUP
 from sentinel_assets.defs.jobs import fleet_refresh, regional_report
-from sentinel_assets.defs.partitions import region_partitions
+from sentinel_assets.defs.partitions import PARTITION_TAG, region_partitions
 from sentinel_assets.refresh import REPORT, WAIT, WITHHELD, RegionRun, report_verdict
 
 CRON_ENV = "SENTINEL_REFRESH_CRON"
@@ -32,7 +32,6 @@ REFRESH_TAG = "sentinel/refresh"
 REFRESH_SIZE_TAG = "sentinel/refresh_size"  # regions the tick requested, shown on each run
 AFTER_TAG = "sentinel/report_after"
 BACKFILL_TAG = "dagster/backfill"
-PARTITION_TAG = "dagster/partition"
 # Refreshes older than this are no longer followed by a report (a daily cron fits in it).
 FOLLOW_UP_LOOKBACK = timedelta(days=2)
 RUNS_READ = 1000
