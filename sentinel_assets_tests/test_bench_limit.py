@@ -8,19 +8,11 @@ import pytest
 
 from benchmarks.limit import run_limit
 from sentinel_assets import warehouse
+from sentinel_assets.defs.delta_io import PARTITIONED_TABLES
 from sentinel_assets.paths import tables_root
 
 REGIONS = ("af-south", "eu-west")
-FLEET_TABLES = (
-    "raw_fleet",
-    "corrupted_fleet",
-    "chaos_ledger",
-    "sanitized_fleet",
-    "quarantine",
-    "campaign_status",
-    "recovery_decisions",
-    "recovery_outcomes",
-)
+FLEET_TABLES = PARTITIONED_TABLES  # every region-partitioned asset
 
 
 @pytest.fixture(scope="module")
