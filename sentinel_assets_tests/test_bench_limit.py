@@ -12,7 +12,6 @@ from sentinel_assets.defs.delta_io import PARTITIONED_TABLES
 from sentinel_assets.paths import tables_root
 
 REGIONS = ("af-south", "eu-west")
-FLEET_TABLES = PARTITIONED_TABLES  # every region-partitioned asset
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,7 @@ def limit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.mark.parametrize("table", FLEET_TABLES)
+@pytest.mark.parametrize("table", PARTITIONED_TABLES)
 def test_the_limit_writes_every_shard_the_pipeline_writes(
     table: str, limit_home: Path, demo_warehouse: Path
 ):

@@ -34,7 +34,7 @@ def command_instance() -> Iterator[dg.DagsterInstance]:
 
 
 def close_instances() -> None:
-    """Dispose of this process's instances (at exit, and where a test changes folders)."""
+    """Dispose of this process's instances when it exits."""
     with _lock:
         mine = [key for key in _open if key[0] == os.getpid()]
         instances = [_open.pop(key) for key in mine]
