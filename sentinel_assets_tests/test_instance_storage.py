@@ -83,3 +83,33 @@ def test_without_dagster_home_or_base_dir_it_says_so(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with pytest.raises(dg.DagsterInvariantViolationError, match="DAGSTER_HOME is not set"):
         PooledSqliteEventLogStorage()
+
+
+def test_event_connections_commit_without_an_fsync_each_in_wal_mode(home: Path):
+    with instance_from(home) as instance:
+        (run_id,) = run_tiny(instance, 1)
+        storage = instance.event_log_storage
+        for shard in ("index", run_id):
+            with storage._connect(shard) as conn:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_schema_probes_are_answered_once_and_a_missing_table_is_not_remembered(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    probes: list[str] = []
+    dagsters = instance_storage.SqliteEventLogStorage.has_table
+
+    def counted(self: PooledSqliteEventLogStorage, table_name: str) -> bool:
+        probes.append(table_name)
+        return dagsters(self, table_name)
+
+    monkeypatch.setattr(instance_storage.SqliteEventLogStorage, "has_table", counted)
+    with instance_from(home) as instance:
+        run_tiny(instance, 3)
+        storage = instance.event_log_storage
+        assert probes.count("asset_event_tags") == 1  # three materializations, one probe
+        assert not storage.has_table("no_such_table")
+        assert not storage.has_table("no_such_table")
+        assert probes.count("no_such_table") == 2
