@@ -197,6 +197,9 @@ def test_dagster_yaml_loads_with_run_and_pool_limits(
     with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
         config = instance.get_concurrency_config()
         assert config.run_queue_config.max_concurrent_runs == 2
+        # Both free slots fill at once: launches do not wait for each other's run worker.
+        assert instance.run_coordinator.dequeue_use_threads
+        assert instance.run_coordinator.dequeue_num_workers == 2
         assert config.pool_config.default_pool_limit == 1
         assert instance.run_retries_enabled
         assert not instance.run_retries_retry_on_asset_or_op_failure

@@ -62,6 +62,15 @@ def stop_analyst(analyst: subprocess.Popen[str], mode: str, folder: Path) -> dic
     return json.loads((folder / f"{mode}.json").read_text())
 
 
+def start_daemon(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "wb") as log:  # the daemon keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+
+
 def wait_for(ui: DagsterUI, run_ids: list[str]) -> dict[str, dg.DagsterRunStatus]:
     deadline = time.monotonic() + RUNS_WAIT_S
     while True:
@@ -101,12 +110,7 @@ def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
     env = {**environment(home, DEVICES), warehouse.LOCK_WAIT_ENV: str(LOCK_WAIT_S)}
     problems: dict[str, list[str]] = {}
     daemon_log = tmp_path / "daemon.log"
-    with open(daemon_log, "wb") as log:  # the daemon keeps its own copy of the descriptor
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent,
-        )  # fmt: skip
+    daemon: subprocess.Popen[bytes] | None = None
     try:
         with (
             running_webserver(REPO / "workspace.yaml", env, log_path=tmp_path / "web.log") as url,
@@ -115,9 +119,12 @@ def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
             ui = DagsterUI(url)
 
             # Round 1: every region ROUNDS times, queued in pairs of the same region, while
-            # an analyst keeps reading the fleet view read-only.
+            # an analyst keeps reading the fleet view read-only. The daemon starts once all
+            # are queued, so its first tick launches the first pair together: they overlap
+            # however fast a run is.
             reader = start_analyst(home, "ro", RUNS_WAIT_S, tmp_path)
             queued = [ui.launch_partition("fleet_refresh", r) for r in FLEET for _ in range(ROUNDS)]
+            daemon = start_daemon(env, daemon_log)
             statuses = wait_for(ui, queued)
             seen = stop_analyst(reader, "ro", tmp_path)
             scenario.runs += len(queued)
@@ -184,7 +191,8 @@ def test_queued_runs_side_by_side_with_analysts_lose_nothing_and_never_hang(
             problems["read-write lock held"] = found
             scenario.fault(not found and not lost and not duplicated, lost, duplicated)
     finally:
-        _kill_group(daemon)
+        if daemon is not None:
+            _kill_group(daemon)
     print(
         f"\nround 2: the report failed {waited:.0f} s after the lock was taken "
         f"(waiting {LOCK_WAIT_S} s)"
