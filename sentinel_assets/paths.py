@@ -3,7 +3,7 @@
     $SENTINEL_HOME/
     ├── warehouse.duckdb                         CATALOG_FILE: the DuckDB catalog
     ├── tables/<asset>/region=<region>.parquet   TABLES_DIR: one shard per asset and region
-    ├── reports/<chart>.png                      REPORTS_DIR: the charts
+    ├── reports/<chart>.svg                      REPORTS_DIR: the charts (device days: .png)
     ├── landing/                                 LANDING_DIR: telemetry files arrive here
     ├── lake/                                    LAKE_DIR: telemetry events, dead letters
     └── dagster/                                 DAGSTER_DIR: the default `$DAGSTER_HOME`

@@ -1,30 +1,24 @@
-"""Report rendering: PNG charts for the Dagster UI and the data folder, and analyst queries.
+"""Report rendering: SVG charts for the Dagster UI and the data folder, and analyst queries.
 
-Charts are drawn on a bare matplotlib `Figure` with the Agg canvas: no pyplot, no global
-state, no display needed, so parallel runs can render at once.
+The fleet charts are plain SVG written from the report's small aggregates (see
+`sentinel_assets.svg`): no plotting library is imported by a report run, and parallel runs
+render at once without shared state.
 """
 
 from __future__ import annotations
 
 import base64
-import io
-import math
 import os
 import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
 import polars as pl
 
-from sentinel_assets import warehouse
+from sentinel_assets import svg, warehouse
 from sentinel_assets.contracts import MODELS, OUTCOME_STATUSES, REGIONS, UPDATE_STATUSES
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 ANALYSIS_QUERIES_FILE = "analysis_queries.sql"
 STATUS_ORDER: tuple[str, ...] = tuple(dict.fromkeys((*UPDATE_STATUSES, *OUTCOME_STATUSES)))
@@ -41,115 +35,135 @@ STATUS_COLORS: dict[str, str] = {
     "still_failed": "#8e24aa",
     "in_triage": "#6d4c41",
 }
-DPI = 110
 LABEL_MIN_SHARE = 0.04
+MISSING_FILL = "#eeeeee"
+SVG_MEDIA_TYPE = "image/svg+xml"
 
 
-def _figure(width_in: float, height_in: float) -> Figure:
-    """matplotlib is imported with the first chart: region runs, which draw none, start
-    ~0.4 s faster without it."""
-    from matplotlib.figure import Figure
+@dataclass(frozen=True)
+class Chart:
+    """A rendered chart: its bytes, its media type and the file suffix that goes with it."""
 
-    return Figure(figsize=(width_in, height_in))
-
-
-def _png(figure: Figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return buffer.getvalue()
+    data: bytes
+    media_type: str
+    suffix: str
 
 
-def failure_heatmap_png(rates: pl.DataFrame) -> bytes:
-    """Region x model failure rate (columns region, model, failure_rate) as a heatmap."""
+def svg_chart(document: str) -> Chart:
+    return Chart(document.encode("utf-8"), SVG_MEDIA_TYPE, ".svg")
+
+
+def failure_heatmap_svg(rates: pl.DataFrame) -> Chart:
+    """Region x model failure rate (columns region, model, failure_rate) as a heatmap, with
+    its colour bar; a dash where a region has no device of that model."""
+    title = "Failed or partial share of devices, region x model"
     regions = [r for r in REGIONS if r in set(rates["region"])]
     models = [m for m in MODELS if m in set(rates["model"])]
-    grid = (
-        pl.DataFrame({"region": regions})
-        .join(pl.DataFrame({"model": models}), how="cross")
-        .join(rates.select("region", "model", "failure_rate"), on=["region", "model"], how="left")
-    )
-    matrix = grid["failure_rate"].to_numpy().reshape(len(regions), len(models))
-    figure = _figure(1.5 + 1.3 * len(models), 1.2 + 0.5 * len(regions))
-    axes = figure.subplots()
-    image = axes.imshow(matrix, cmap="YlOrRd", vmin=0, aspect="auto")
-    axes.set_xticks(range(len(models)), models)
-    axes.set_yticks(range(len(regions)), regions)
+    rate = {(r, m): v for r, m, v in rates.select("region", "model", "failure_rate").iter_rows()}
     top = float(rates["failure_rate"].max() or 0.0)
-    for (row, col), value in np.ndenumerate(matrix):
-        missing = math.isnan(value)  # no device of that model in the region
-        text = "-" if missing else f"{value:.0%}"
-        dark = not missing and value > 0.6 * top
-        axes.text(col, row, text, ha="center", va="center", color="white" if dark else "black")
-    axes.set_title("Failed or partial share of devices, region x model")
-    figure.colorbar(image, ax=axes, format=lambda value, _: f"{value:.0%}")
-    return _png(figure)
-
-
-def status_bars_png(
-    counts: pl.DataFrame, title: str = "Fleet status before and after recovery"
-) -> bytes:
-    """Devices per status before and after recovery (columns phase, status, devices)."""
-    statuses = [s for s in STATUS_ORDER if s in set(counts["status"])]
-    figure = _figure(9, 3.2)
-    axes = figure.subplots()
-    phases = ["before", "after"]
-    total = int(counts.filter(pl.col("phase") == "before")["devices"].sum())
-    for phase_index, phase in enumerate(phases):
-        of_phase = dict(
-            counts.filter(pl.col("phase") == phase).select("status", "devices").iter_rows()
+    cell_w, cell_h = 84, 28
+    left = 16 + max((svg.text_width(r) for r in regions), default=0)
+    top_y = 40
+    grid_w, grid_h = cell_w * len(models), cell_h * len(regions)
+    bar_x = left + grid_w + 18
+    width = bar_x + 14 + 12 + svg.text_width("100%") + 10
+    bar_h = max(grid_h, 84)  # a readable colour bar even for a one-region heatmap
+    height = top_y + max(grid_h + 36, bar_h + 10)
+    body = [svg.text(width / 2, 18, title, 13, anchor="middle", font_weight="bold")]
+    for row, region in enumerate(regions):
+        y = top_y + row * cell_h
+        body.append(svg.text(left - 8, y + cell_h / 2, region, anchor="end"))
+        for col, model in enumerate(models):
+            x = left + col * cell_w
+            value = rate.get((region, model))
+            missing = value is None or value != value  # no device of that model: NaN or absent
+            fill = MISSING_FILL if missing else svg.ramp(value / top if top else 0.0)
+            label = "-" if missing else f"{value:.0%}"
+            body.append(svg.rect(x, y, cell_w, cell_h, fill, stroke="white"))
+            body.append(
+                svg.text(x + cell_w / 2, y + cell_h / 2, label, anchor="middle",
+                         fill=svg.text_on(fill))
+            )  # fmt: skip
+    for col, model in enumerate(models):
+        body.append(
+            svg.text(left + col * cell_w + cell_w / 2, top_y + grid_h + 14, model, anchor="middle")
         )
-        left = 0
-        for status in statuses:
-            devices = of_phase.get(status, 0)
-            if not devices:
-                continue
-            axes.barh(phase_index, devices, left=left, color=STATUS_COLORS[status], label=status)
-            if devices >= LABEL_MIN_SHARE * total:  # a number on a sliver is unreadable
-                axes.text(
-                    left + devices / 2,
-                    phase_index,
-                    f"{devices:,}",
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white",
-                )
-            left += devices
-    handles, labels = axes.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    axes.legend(
-        unique.values(),
-        unique.keys(),
-        ncols=5,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.18),
-        frameon=False,
+    body.append(svg.rect(bar_x, top_y, 14, bar_h, "url(#failure-rate)", stroke="#666666"))
+    tick_format = ".1%" if top < 0.05 else ".0%"  # a few tenths of a percent still differ
+    for tick in (t for t in svg.nice_ticks(top, 4) if t <= top + 1e-12):
+        y = top_y + bar_h - (tick / top * bar_h if top else 0.0)
+        body.append(svg.rect(bar_x + 14, y - 0.5, 4, 1, "#666666"))
+        body.append(svg.text(bar_x + 22, y, format(tick, tick_format), 10))
+    return svg_chart(
+        svg.document(width, height, title, body, defs=svg.vertical_gradient("failure-rate"))
     )
-    axes.set_yticks(range(len(phases)), phases)
-    axes.invert_yaxis()
-    axes.set_xlabel("devices")
-    axes.set_title(title)
-    return _png(figure)
 
 
-def write_png(png: bytes, path: Path) -> Path:
+def status_bars_svg(
+    counts: pl.DataFrame, title: str = "Fleet status before and after recovery"
+) -> Chart:
+    """Devices per status before and after recovery (columns phase, status, devices) as two
+    stacked bars, a count on every segment wide enough to read, and a legend."""
+    statuses = [s for s in STATUS_ORDER if s in set(counts["status"])]
+    phases = ("before", "after")
+    devices = {
+        (p, s): int(n) for p, s, n in counts.select("phase", "status", "devices").iter_rows()
+    }
+    totals = [sum(devices.get((p, s), 0) for s in statuses) for p in phases]
+    scale_top = max(totals, default=0)
+    ticks = svg.nice_ticks(scale_top)
+    axis_top = max(ticks[-1], 1)
+    left, plot_w, bar_h, gap, top_y = 60, 760, 34, 14, 36
+    width = left + plot_w + 30
+    axis_y = top_y + len(phases) * (bar_h + gap)
+    body = [svg.text(width / 2, 16, title, 13, anchor="middle", font_weight="bold")]
+    for index, phase in enumerate(phases):
+        y = top_y + index * (bar_h + gap)
+        body.append(svg.text(left - 8, y + bar_h / 2, phase, anchor="end"))
+        x = float(left)
+        for status in statuses:
+            n = devices.get((phase, status), 0)
+            if not n:
+                continue
+            w = n / axis_top * plot_w
+            body.append(svg.rect(x, y, w, bar_h, STATUS_COLORS[status]))
+            if n >= LABEL_MIN_SHARE * totals[0]:  # a number on a sliver is unreadable
+                body.append(
+                    svg.text(x + w / 2, y + bar_h / 2, f"{n:,}", 9, anchor="middle", fill="white")
+                )
+            x += w
+    body.append(svg.rect(left, axis_y, plot_w * scale_top / axis_top, 1, "#666666"))
+    for tick in ticks:
+        x = left + tick / axis_top * plot_w
+        body.append(svg.rect(x - 0.5, axis_y, 1, 4, "#666666"))
+        body.append(svg.text(x, axis_y + 14, f"{tick:,.0f}", 10, anchor="middle"))
+    body.append(svg.text(left + plot_w / 2, axis_y + 30, "devices", anchor="middle"))
+    legend_y = axis_y + 50
+    slot = plot_w / 5
+    for index, status in enumerate(statuses):
+        x = left + (index % 5) * slot
+        y = legend_y + (index // 5) * 18
+        body.append(svg.rect(x, y - 6, 12, 12, STATUS_COLORS[status]))
+        body.append(svg.text(x + 17, y, status))
+    height = legend_y + 18 * ((len(statuses) + 4) // 5) + 6
+    return svg_chart(svg.document(width, height, title, body))
+
+
+def write_chart(data: bytes, path: Path) -> Path:
     """Replace a chart file atomically, so a reader never sees half an image."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_bytes(png)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def markdown_image(png: bytes, alt: str) -> str:
-    """Markdown that embeds the PNG itself: the Dagster UI renders it on the asset page."""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+def markdown_image(data: bytes, alt: str, media_type: str = "image/png") -> str:
+    """Markdown that embeds the image itself: the Dagster UI renders it on the asset page."""
+    return f"![{alt}](data:{media_type};base64,{base64.b64encode(data).decode('ascii')})"
 
 
 @dataclass(frozen=True)

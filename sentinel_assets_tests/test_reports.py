@@ -1,18 +1,21 @@
 """Reports for analysts: charts, report tables and the analyst queries, on a real warehouse."""
 
+import base64
+import itertools
 import json
 import shutil
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from xml.etree import ElementTree
 
 import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
-from sentinel_assets import reports, warehouse
+from sentinel_assets import reports, svg, warehouse
 from sentinel_assets.contracts import ASSET_CONTRACTS
 from sentinel_assets.defs.assets import REPORT_GROUP
 from sentinel_assets.telemetry import lake
@@ -29,7 +32,7 @@ REPORT_TABLES = (
     "campaign_report",
     "status_before_after",
 )
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
@@ -210,22 +213,66 @@ def test_charts_are_written_to_the_data_folder_and_embedded_in_the_asset_page(pi
         for e in results[-1].get_asset_materialization_events()
     }
     for asset, chart in charts.items():
-        png = (home / "reports" / f"{chart}.png").read_bytes()
-        assert png.startswith(PNG_MAGIC)
+        path = home / "reports" / f"{chart}.svg"
+        document = ElementTree.fromstring(path.read_bytes())  # a well-formed SVG file
+        assert document.tag == f"{SVG}svg"
         markdown = events[asset][chart].value
-        assert markdown.startswith("![") and "(data:image/png;base64," in markdown
-        assert events[asset][f"{chart}_file"].value == str(home / "reports" / f"{chart}.png")
+        assert markdown.startswith("![") and "(data:image/svg+xml;base64," in markdown
+        embedded = base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")"))
+        assert embedded == path.read_bytes()
+        assert events[asset][f"{chart}_file"].value == str(path)
     assert not list((home / "reports").glob(".*.tmp"))
 
 
-def test_the_heatmap_renders_a_region_without_every_model():
+def _labels(document: ElementTree.Element) -> list[str]:
+    return [t.text or "" for t in document.iter(f"{SVG}text")]
+
+
+def _cells(document: ElementTree.Element) -> dict[str, str]:
+    """Heatmap cell label -> its fill (each cell is a rect followed by its label)."""
+    shapes = [e for e in document if e.tag in (f"{SVG}rect", f"{SVG}text")]
+    return {
+        label.text or "": cell.get("fill", "")
+        for cell, label in itertools.pairwise(shapes)
+        if cell.tag == f"{SVG}rect" and label.tag == f"{SVG}text" and cell.get("stroke") == "white"
+    }
+
+
+def test_the_heatmap_has_a_cell_per_region_and_model_darker_where_more_fail():
+    rates = pl.DataFrame(
+        {
+            "region": ["eu-west", "eu-west", "us-east", "us-east"],
+            "model": ["gw-100", "cam-x3", "gw-100", "cam-x3"],
+            "failure_rate": [0.1, 0.4, 0.2, 0.05],
+        }
+    )
+    chart = reports.failure_heatmap_svg(rates)
+    assert (chart.media_type, chart.suffix) == ("image/svg+xml", ".svg")
+    document = ElementTree.fromstring(chart.data)
+    cells = _cells(document)
+    assert sorted(cells) == ["10%", "20%", "40%", "5%"]
+    by_rate = [cells[label] for label in ("5%", "10%", "20%", "40%")]
+    darkness = [svg.luminance(fill) for fill in by_rate]
+    assert darkness == sorted(darkness, reverse=True)  # more failures, darker cell
+    assert {"eu-west", "us-east", "gw-100", "cam-x3"} <= set(_labels(document))
+
+
+def test_the_heatmap_marks_a_model_a_region_does_not_have():
     rates = pl.DataFrame(
         {"region": ["eu-west", "eu-west", "us-east"], "model": ["gw-100", "cam-x3", "gw-100"]}
     ).with_columns(failure_rate=pl.Series([0.1, 0.4, 0.2]))
-    assert reports.failure_heatmap_png(rates).startswith(PNG_MAGIC)
+    cells = _cells(ElementTree.fromstring(reports.failure_heatmap_svg(rates).data))
+    assert cells["-"] == reports.MISSING_FILL
+    assert len(cells) == 4
 
 
-def test_the_status_chart_renders_and_embeds():
+def test_the_heatmap_of_a_fleet_without_failures_renders():
+    rates = pl.DataFrame({"region": ["eu-west"], "model": ["gw-100"], "failure_rate": [0.0]})
+    cells = _cells(ElementTree.fromstring(reports.failure_heatmap_svg(rates).data))
+    assert cells == {"0%": svg.ramp(0.0)}
+
+
+def test_the_status_chart_stacks_each_phase_in_proportion():
     counts = pl.DataFrame(
         {
             "phase": ["before", "before", "after", "after", "after"],
@@ -233,16 +280,33 @@ def test_the_status_chart_renders_and_embeds():
             "devices": [90, 10, 90, 8, 2],
         }
     )
-    png = reports.status_bars_png(counts)
-    assert png.startswith(PNG_MAGIC)
-    assert reports.markdown_image(png, "status").startswith("![status](data:image/png;base64,iVBOR")
+    chart = reports.status_bars_svg(counts)
+    document = ElementTree.fromstring(chart.data)
+    segments = [
+        (r.get("fill"), float(r.get("width", 0)))
+        for r in document.iter(f"{SVG}rect")
+        if float(r.get("height", 0)) == 34
+    ]
+    colors = reports.STATUS_COLORS
+    assert [fill for fill, _ in segments] == [
+        colors["success"], colors["failed"], colors["success"], colors["recovered"],
+        colors["still_failed"],
+    ]  # fmt: skip
+    widths = [width for _, width in segments]
+    assert widths[0] / widths[1] == pytest.approx(9, rel=0.01)
+    assert sum(widths[:2]) == pytest.approx(sum(widths[2:]), rel=0.01)  # same fleet both bars
+    labels = _labels(document)
+    assert {"90", "10", "8"} <= set(labels) and "2" not in labels  # no number on a sliver
+    assert {"success", "failed", "recovered", "still_failed"} <= set(labels)  # the legend
+    markdown = reports.markdown_image(chart.data, "status", chart.media_type)
+    assert markdown.startswith("![status](data:image/svg+xml;base64,")
 
 
 def test_a_chart_file_is_replaced_whole(tmp_path):
-    path = reports.write_png(PNG_MAGIC + b"old", tmp_path / "reports" / "chart.png")
-    reports.write_png(PNG_MAGIC + b"new", path)
-    assert path.read_bytes() == PNG_MAGIC + b"new"
-    assert [p.name for p in path.parent.iterdir()] == ["chart.png"]
+    path = reports.write_chart(b"<svg>old</svg>", tmp_path / "reports" / "chart.svg")
+    reports.write_chart(b"<svg>new</svg>", path)
+    assert path.read_bytes() == b"<svg>new</svg>"
+    assert [p.name for p in path.parent.iterdir()] == ["chart.svg"]
 
 
 # --- the analyst queries -------------------------------------------------------------------

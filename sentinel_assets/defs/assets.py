@@ -400,12 +400,12 @@ def run_query(catalog: WarehouseCatalog, sql_file: str) -> pl.DataFrame:
 
 
 def chart_metadata(
-    catalog: WarehouseCatalog, name: str, png: bytes, alt: str
+    catalog: WarehouseCatalog, name: str, chart: reports.Chart, alt: str
 ) -> dict[str, dg.MetadataValue]:
-    """A chart embedded in the asset page, and its PNG file in the data folder."""
-    path = reports.write_png(png, catalog.reports_root / f"{name}.png")
+    """A chart embedded in the asset page, and its file in the data folder."""
+    path = reports.write_chart(chart.data, catalog.reports_root / f"{name}{chart.suffix}")
     return {
-        name: dg.MetadataValue.md(reports.markdown_image(png, alt)),
+        name: dg.MetadataValue.md(reports.markdown_image(chart.data, alt, chart.media_type)),
         f"{name}_file": dg.MetadataValue.path(str(path)),
     }
 
@@ -425,7 +425,7 @@ def failure_clusters(catalog: WarehouseCatalog) -> dg.MaterializeResult:
             **chart_metadata(
                 catalog,
                 "failure_heatmap",
-                reports.failure_heatmap_png(rates),
+                reports.failure_heatmap_svg(rates),
                 "failure rate by region and model",
             ),
         },
@@ -497,7 +497,7 @@ def status_before_after(catalog: WarehouseCatalog) -> dg.MaterializeResult:
             **chart_metadata(
                 catalog,
                 "status_before_after",
-                reports.status_bars_png(fleet),
+                reports.status_bars_svg(fleet),
                 "fleet status before and after recovery",
             ),
         },

