@@ -260,11 +260,15 @@ def has_shards(tables_root: Path, table: str) -> bool:
     return any(table_dir(tables_root, table).glob("region=*.parquet"))
 
 
+def _shard_pattern(tables_root: Path, table: str) -> str:
+    return (table_dir(tables_root, table) / "region=*.parquet").resolve().as_posix()
+
+
 def create_view(conn: duckdb.DuckDBPyConnection, tables_root: Path, table: str) -> None:
     """(Re)point the catalog view of an asset at all of its region shards. DuckDB binds a
     view's `SELECT *` again on every query, so new regions and new columns show up without
     re-creating it."""
-    pattern = (table_dir(tables_root, table) / "region=*.parquet").resolve().as_posix()
+    pattern = _shard_pattern(tables_root, table)
     # DDL takes no bound parameters: the path is quoted as a SQL string literal instead.
     conn.execute(
         f"CREATE OR REPLACE VIEW {_identifier(table)} AS "
@@ -285,21 +289,42 @@ def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"CREATE OR REPLACE MACRO {macro}")
 
 
+def tables_with_shards(tables_root: Path) -> list[str]:
+    """Every asset with at least one region shard on disk, by name."""
+    if not tables_root.exists():
+        return []
+    return sorted(
+        p.name for p in tables_root.glob("*") if p.is_dir() and has_shards(tables_root, p.name)
+    )
+
+
 def create_views(conn: duckdb.DuckDBPyConnection, tables_root: Path) -> list[str]:
     """The catalog's macros, its (maybe empty) alerts table, and views for every asset that
     has at least one shard on disk; returns the views' names."""
     create_macros(conn)
     # Users query `FROM alerts` before anything has failed: it exists from the first run.
     ensure_alerts_table(conn)
-    names = (
-        sorted(
-            p.name for p in tables_root.glob("*") if p.is_dir() and has_shards(tables_root, p.name)
-        )
-        if tables_root.exists()
-        else []
-    )
+    names = tables_with_shards(tables_root)
     for name in names:
         create_view(conn, tables_root, name)
+    return names
+
+
+def ensure_views(conn: duckdb.DuckDBPyConnection, tables_root: Path) -> list[str]:
+    """`create_views`, but a view already over this data folder's shards is left as it is:
+    each report of a refresh would otherwise re-create (and DuckDB re-bind, reading every
+    shard's footer) every view the refresh's writes have just created."""
+    create_macros(conn)
+    ensure_alerts_table(conn)
+    current = dict(
+        conn.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'"
+        ).fetchall()
+    )
+    names = tables_with_shards(tables_root)
+    for name in names:
+        if _sql_string(_shard_pattern(tables_root, name)) not in (current.get(name) or ""):
+            create_view(conn, tables_root, name)
     return names
 
 

@@ -2,10 +2,12 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from faker import Faker
 from polars.testing import assert_frame_equal
 
-from sentinel_assets.contracts import FLEET_SCHEMA
-from sentinel_assets.generate import FleetProfile, generate_fleet
+from sentinel_assets.contracts import FLEET_SCHEMA, REGIONS
+from sentinel_assets.contracts import region as region_row
+from sentinel_assets.generate import FleetProfile, generate_fleet, site_names
 from sentinel_assets.validation import check_contract
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -24,6 +26,17 @@ def test_another_seed_or_region_gives_another_fleet():
     assert not base.drop("device_id", "region", "site").equals(
         other.drop("device_id", "region", "site")
     )
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_site_names_are_the_cities_a_full_faker_of_the_region_locale_draws(region):
+    """Building only the city providers changes no name: a fleet's sites stay the same."""
+    for seed in (0, 7, 123_456):
+        full = Faker(region_row(region).site_locale)
+        full.seed_instance(seed * 1000 + region_row(region).number)
+        names = site_names(region, seed)
+        assert names == [full.city() for _ in names]
+        assert len(set(names)) > 1
 
 
 def test_the_fleet_has_the_requested_size_unique_ids_and_one_region():

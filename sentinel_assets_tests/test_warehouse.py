@@ -53,6 +53,37 @@ def test_views_expose_every_region_and_pick_up_new_shards(tmp_path):
         assert conn.sql("SELECT count(*) FROM quarantine").fetchall() == [(6,)]
 
 
+def _view_sql(conn: duckdb.DuckDBPyConnection, name: str) -> str:
+    [(sql,)] = conn.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [name]).fetchall()
+    return sql
+
+
+def test_ensure_views_creates_missing_views_keeps_current_ones_and_repoints_moved_ones(
+    tmp_path, monkeypatch
+):
+    here, there = tmp_path / "here" / "tables", tmp_path / "there" / "tables"
+    for root, n in [(here, 2), (there, 7)]:
+        for table in ("quarantine", "raw_fleet"):
+            frame = pl.DataFrame({"region": ["us-east"] * n})
+            warehouse.write_partition(frame, warehouse.partition_file(root, table, "us-east"))
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        warehouse.create_view(conn, here, "quarantine")
+        warehouse.create_view(conn, there, "raw_fleet")  # a catalog copied from another folder
+        created: list[str] = []
+        create_view = warehouse.create_view
+        monkeypatch.setattr(
+            warehouse,
+            "create_view",
+            lambda conn, root, table: (created.append(table), create_view(conn, root, table)),
+        )
+        assert warehouse.ensure_views(conn, here) == ["quarantine", "raw_fleet"]
+        assert created == ["raw_fleet"]
+        assert conn.sql("SELECT count(*) FROM quarantine").fetchall() == [(2,)]
+        assert conn.sql("SELECT count(*) FROM raw_fleet").fetchall() == [(2,)]  # re-pointed
+        assert conn.sql("SELECT is_unhealthy('failed')").fetchall() == [(True,)]
+        assert conn.sql("SELECT count(*) FROM alerts").fetchall() == [(0,)]
+
+
 def test_paths_with_quotes_are_quoted_not_spliced(tmp_path):
     root = tmp_path / "it's here"
     warehouse.write_partition(

@@ -310,7 +310,7 @@ def regional_rank(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Regions ranked by their share of failed or partial devices, each with its quarantine
     rate and its worst upgrade paths (model, firmware) ranked by failures. SQL:
     `sentinel_assets/sql/regional_rank.sql`."""
-    frame = build_report(catalog, "regional_rank")
+    (frame,) = build_report(catalog, "regional_rank")
     top = (
         frame.filter(pl.col("cluster_rank") == 1)
         .select(
@@ -384,19 +384,14 @@ def recovery_outcomes(
     )
 
 
-def build_report(catalog: WarehouseCatalog, table: str) -> pl.DataFrame:
-    """(Re)create a report table from its .sql file over the current shards; returns it."""
+def build_report(catalog: WarehouseCatalog, table: str, *queries: str) -> tuple[pl.DataFrame, ...]:
+    """(Re)create a report table from its .sql file over the current shards; returns it,
+    then the result of each of `queries` (.sql files), all on one connection."""
     warehouse.require_whole_regions(catalog.tables_root)
     with catalog.get_connection() as conn:
-        warehouse.create_views(conn, catalog.tables_root)
+        warehouse.ensure_views(conn, catalog.tables_root)
         warehouse.create_table_from_sql(conn, table, warehouse.read_sql(f"{table}.sql"))
-        return conn.table(table).pl()
-
-
-def run_query(catalog: WarehouseCatalog, sql_file: str) -> pl.DataFrame:
-    warehouse.require_whole_regions(catalog.tables_root)
-    with catalog.get_connection() as conn:
-        return conn.sql(warehouse.read_sql(sql_file)).pl()
+        return conn.table(table).pl(), *(conn.sql(warehouse.read_sql(q)).pl() for q in queries)
 
 
 def chart_metadata(
@@ -415,8 +410,7 @@ def failure_clusters(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Upgrade paths (region x model x firmware) ranked by failures within their region
     (RANK) and by failure rate fleet-wide (DENSE_RANK), with their share of the region's
     failures; shows the region x model heatmap. SQL: `sql/failure_clusters.sql`."""
-    frame = build_report(catalog, "failure_clusters")
-    rates = run_query(catalog, "region_model_failure_rate.sql")
+    frame, rates = build_report(catalog, "failure_clusters", "region_model_failure_rate.sql")
     worst = frame.filter(pl.col("cluster_rank") == 1).sort("failures", descending=True)
     return dg.MaterializeResult(
         metadata={
@@ -437,7 +431,7 @@ def failure_clusters(catalog: WarehouseCatalog) -> dg.MaterializeResult:
 def failure_telemetry(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Failed and partial devices per battery and signal band in each region, with the
     band's failure rate. SQL: `sql/failure_telemetry.sql`."""
-    frame = build_report(catalog, "failure_telemetry")
+    (frame,) = build_report(catalog, "failure_telemetry")
     fleet = (
         frame.group_by("measure", "band_order", "band", maintain_order=True)
         .agg(pl.col("devices", "failed", "partial").sum())
@@ -454,7 +448,7 @@ def triage_queue(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """The manual-triage queue by reason code per region: quarantined records by broken
     contract rule (column:rule) and devices the policy sent to a person, by rule.
     SQL: `sql/triage_queue.sql`."""
-    frame = build_report(catalog, "triage_queue")
+    (frame,) = build_report(catalog, "triage_queue")
     fleet = (
         frame.group_by("source", "reason_code")
         .agg(pl.col("records").sum())
@@ -470,7 +464,7 @@ def triage_queue(catalog: WarehouseCatalog) -> dg.MaterializeResult:
 def campaign_report(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Each region's campaign, running or halted, with the numbers that triggered a halt and
     the updates it holds back. SQL: `sql/campaign_report.sql`."""
-    frame = build_report(catalog, "campaign_report")
+    (frame,) = build_report(catalog, "campaign_report")
     halted = frame.filter(pl.col("campaign") == "halted")
     return dg.MaterializeResult(
         metadata={
@@ -486,7 +480,7 @@ def campaign_report(catalog: WarehouseCatalog) -> dg.MaterializeResult:
 def status_before_after(catalog: WarehouseCatalog) -> dg.MaterializeResult:
     """Devices per status before and after recovery, per region and fleet-wide (region
     'all'), with the before/after bar chart. SQL: `sql/status_before_after.sql`."""
-    frame = build_report(catalog, "status_before_after")
+    (frame,) = build_report(catalog, "status_before_after")
     fleet = frame.filter(pl.col("region") == "all")
     by_phase = outcomes.status_summary(fleet)
     return dg.MaterializeResult(
