@@ -4,8 +4,9 @@ On the same simulated landing files (8 regions, CSV and JSON Lines by turns, not
 V1 and V2 records mixed), each subject runs in its own process, so its peak RSS (summed over
 its process tree) is its own:
 
-* ingest   - `telemetry.ingest.ingest_file` per file: parse, upcast, validate, dead letters,
-  duplicates, the date x region lake (`sentinel ingest` without the printing);
+* ingest   - `telemetry.ingest.ingest_files` (two files read at a time, published in order):
+  parse, upcast, validate, dead letters, duplicates, the date x region lake (`sentinel
+  ingest` without the printing);
 * duckdb   - DuckDB's `read_csv` / `read_json` -> Parquet per file (`ignore_errors`, every
   field as read, no validation): the floor of reading the same bytes into Parquet;
 * clean vs malformed - `ingest` on files with the same number of lines, 0 % and 5 % broken.
@@ -61,13 +62,13 @@ def write_files(events: int, malformed_share: float, folder: Path) -> list[Path]
 
 
 def subject_ingest(files: list[Path], home: Path) -> dict[str, Any]:
-    from sentinel_assets.telemetry.ingest import ingest_file
+    from sentinel_assets.telemetry.ingest import ingest_files
 
     started = time.perf_counter()
     totals = {"data_lines": 0, "accepted": 0, "duplicates": 0, "dead_letters": 0}
     balanced = True
-    for path in files:
-        accounting = ingest_file(path, home / "lake").accounting
+    for result in ingest_files(files, home / "lake"):  # as `sentinel ingest` runs it
+        accounting = result.accounting
         balanced &= accounting.balanced
         for key in totals:
             totals[key] += getattr(accounting, key)

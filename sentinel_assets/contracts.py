@@ -779,7 +779,7 @@ DEAD_LETTER_RAW_MAX_CHARS = 1024  # `raw` keeps at most this many characters of 
 
 
 _EVENT_DESCRIPTIONS: Mapping[str, str] = {
-    "record_id": "63 bits of the MD5 of the event's V2 payload: stable across re-ingestion, "
+    "record_id": "63 bits of the XXH3-64 of the event's V2 payload: stable across re-ingestion, "
     "and the duplicate identity (same device, time and payload).",
     "partition_key": "The date x region partition (Dagster key `YYYY-MM-DD|region`) of the row.",
     "ts": "When the device took the reading (UTC).",

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentinel_assets.contracts import FLEET_SCHEMA, TELEMETRY_EVENT_SCHEMA
-from sentinel_assets.telemetry import lake, landing
+from sentinel_assets.telemetry import lake, landing, record_id
 from sentinel_assets.telemetry.fleet import fleet_from_events
 from sentinel_assets.telemetry.ingest import ingest_file, rebuild_partition
 from sentinel_assets.telemetry.simulate import SimulationPlan, simulate
@@ -73,6 +73,68 @@ def test_record_ids_are_stable_across_re_ingestion_and_machines(tmp_path):
     _, second = ingest(path, tmp_path / "two")
     assert first["record_id"].to_list() == second["record_id"].to_list()
     assert (first["record_id"] >= 0).all()
+
+
+def test_an_event_id_is_the_published_xxh3_of_its_documented_payload(tmp_path):
+    import xxhash
+
+    from sentinel_assets.telemetry.schema import EVENT_VALUE_COLUMNS
+
+    _, events = ingest(write_lines(tmp_path / "x.jsonl", [json_line(v2(site=None))]), tmp_path)
+    [row] = events.to_dicts()
+    text = []
+    for name in EVENT_VALUE_COLUMNS:
+        value = row[name]
+        if name == "ts":
+            value = int(value.timestamp()) * 1_000_000 + value.microsecond
+        text.append("\u2400" if value is None else str(value))
+    expected = xxhash.xxh3_64_intdigest("\x1f".join(text).encode()) & ((1 << 63) - 1)
+    assert row["record_id"] == expected
+
+
+def _as_written_before_xxh3(root: Path) -> None:
+    """Rewrite a lake's ids as the MD5 scheme did (ISO timestamps) and forget its scheme."""
+    from sentinel_assets.telemetry.dead_letters import stable_ids
+    from sentinel_assets.telemetry.schema import EVENT_VALUE_COLUMNS
+
+    old_payload = pl.concat_str(
+        [pl.col(c).cast(pl.String).fill_null("\u2400") for c in EVENT_VALUE_COLUMNS],
+        separator="\x1f",
+    )
+    for part in lake.event_files(root):
+        frame = pl.read_parquet(part)
+        old_ids = stable_ids(frame.select(old_payload).to_series())
+        frame.with_columns(old_ids).write_parquet(part)
+    (root / lake.LAKE_META).unlink()
+
+
+def test_a_lake_with_md5_ids_is_migrated_before_the_next_ingestion_and_dedupes_across_it(
+    tmp_path,
+):
+    root = tmp_path / "lake"
+    _, current = ingest(write_lines(tmp_path / "a.csv", [csv_line(v2()), csv_line(v1())]), root)
+    _as_written_before_xxh3(root)
+    assert lake.scan_events(root).collect()["record_id"].sort().to_list() != sorted(
+        current["record_id"].to_list()
+    )
+    assert lake.record_id_scheme(root) is None
+    # The next file resends one event of the first: a duplicate only if the ids were migrated.
+    resend = write_lines(tmp_path / "b.jsonl", [json_line(v2()), json_line(v2(retry_count=3))])
+    result, events = ingest(resend, root)
+    assert (result.accounting.accepted, result.accounting.duplicates) == (1, 1)
+    first_batch = events.filter(pl.col("source_file") == "a.csv")
+    assert sorted(first_batch["record_id"].to_list()) == sorted(current["record_id"].to_list())
+    assert lake.record_id_scheme(root) == record_id.SCHEME
+    assert lake.ensure_record_ids(root) == 0  # current now: nothing rewritten again
+
+
+def test_migrating_ids_twice_or_on_a_new_lake_changes_nothing(tmp_path):
+    root = tmp_path / "lake"
+    assert lake.ensure_record_ids(root) == 0 and lake.record_id_scheme(root) == record_id.SCHEME
+    _, events = ingest(write_lines(tmp_path / "a.jsonl", [json_line(v2())]), root)
+    (root / lake.LAKE_META).unlink()  # as if a run died after rewriting, before recording
+    assert lake.ensure_record_ids(root) == 1
+    assert lake.scan_events(root).collect().sort("line_number").equals(events)
 
 
 def test_re_ingesting_a_batch_replaces_its_own_parts_and_changes_nothing(tmp_path):
@@ -311,3 +373,74 @@ def test_record_ids_are_md5_hence_stable_everywhere_and_keep_their_order(keys):
     mask = (1 << 63) - 1
     md5 = [int.from_bytes(hashlib.md5(k.encode()).digest()[:8], "little") & mask for k in keys]
     assert ids == md5
+
+
+def _several_files(folder: Path) -> list[Path]:
+    """Files whose events overlap: each resends one event of the file before it."""
+    files = []
+    for n in range(5):
+        lines = [json_line(v2(retry_count=n)), json_line(v2(retry_count=n + 1))]
+        lines += [
+            json_line(v2(device_id=f"SN-USE-{n:08d}", battery_pct=20.0 + m)) for m in range(30)
+        ]
+        files.append(write_lines(folder / f"f{n}.jsonl", lines))
+    files.append(write_lines(folder / "broken.jsonl.gz", [b"not gzip"]))
+    files[-1].write_bytes(b"\x1f\x8b truncated")
+    return files
+
+
+def test_files_read_side_by_side_end_as_if_ingested_one_after_another(tmp_path):
+    from sentinel_assets.telemetry.ingest import ingest_files
+
+    files = _several_files(tmp_path / "in")
+    one_by_one = [ingest_file(p, tmp_path / "a").accounting for p in files]
+    side_by_side = [r.accounting for r in ingest_files(files, tmp_path / "b", workers=3)]
+
+    def summary(accounting):
+        return {k: v for k, v in accounting.as_dict().items() if k != "seconds"}
+
+    assert [summary(a) for a in side_by_side] == [summary(a) for a in one_by_one]
+    assert [a.duplicates for a in side_by_side] == [0, 1, 1, 1, 1, 0]
+    assert side_by_side[-1].unreadable == "gzip:corrupt"
+
+    def events(root):
+        return lake.scan_events(root).drop("ingested_at").collect().sort("record_id")
+
+    assert events(tmp_path / "b").equals(events(tmp_path / "a"))
+
+
+def test_a_resend_is_the_later_files_duplicate_even_when_that_file_is_read_first(tmp_path):
+    from sentinel_assets.telemetry.ingest import ingest_files
+
+    resent = json_line(v2(retry_count=7))
+    # The first file is long (read last of the two), the second one line, the resend.
+    first = [json_line(v2(device_id=f"SN-USE-{n:08d}")) for n in range(5_000)] + [resent]
+    files = [
+        write_lines(tmp_path / "long.jsonl", first),
+        write_lines(tmp_path / "s.jsonl", [resent]),
+    ]
+    results = [r.accounting for r in ingest_files(files, tmp_path / "lake", workers=2)]
+    assert [(a.accepted, a.duplicates) for a in results] == [(5_001, 0), (0, 1)]
+    kept = lake.scan_events(tmp_path / "lake").filter(pl.col("retry_count") == 7).collect()
+    assert kept["source_file"].to_list() == ["long.jsonl"]
+
+
+def test_stopping_early_leaves_nothing_staged(tmp_path):
+    from sentinel_assets.telemetry.ingest import ingest_files
+
+    files = _several_files(tmp_path / "in")
+    results = ingest_files(files, tmp_path / "lake", workers=2)
+    first = next(results)
+    results.close()
+    assert first.accounting.accepted == 32
+    assert not any((tmp_path / "lake" / "_staging").rglob("*.parquet"))
+    assert len(lake.read_manifests(tmp_path / "lake")) == 1
+
+
+def test_a_file_of_mostly_rejected_lines_still_lands_its_good_ones(tmp_path):
+    # Regression: the accepted rows of such a file are a filtered, many-chunk frame, on which
+    # Polars 2.1's `pl.format` panicked while building the partition key.
+    lines = [json_line(v2(device_id=f"SN-USE-{n:08d}", battery_pct=n / 10)) for n in range(5_000)]
+    result, events = ingest(write_lines(tmp_path / "m.jsonl", lines), tmp_path / "lake")
+    assert (result.accounting.accepted, result.accounting.dead_letters) == (1_001, 3_999)
+    assert events["partition_key"].unique().to_list() == ["2026-10-31|us-east"]

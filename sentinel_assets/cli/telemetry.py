@@ -18,7 +18,7 @@ from sentinel_assets import paths
 from sentinel_assets.contracts import REGIONS
 from sentinel_assets.paths import data_home
 from sentinel_assets.telemetry import lake, landing
-from sentinel_assets.telemetry.ingest import FileAccounting, ingest_file
+from sentinel_assets.telemetry.ingest import FileAccounting, ingest_files
 from sentinel_assets.telemetry.simulate import SimulationPlan, simulate
 
 CATALOG_FILE = "warehouse.duckdb"
@@ -74,7 +74,7 @@ def ingest_command(args: argparse.Namespace) -> int:
     lake_root = paths.lake_root(home)
     known = lake.ingested_batches(lake_root)
     print(f"Ingesting {len(files)} file(s) into {lake_root}")
-    totals = {"accepted": 0, "duplicates": 0, "dead_letters": 0}
+    todo: list[Path] = []
     for path in files:
         try:
             batch = landing.batch_id(landing.content_hash(path))
@@ -86,8 +86,10 @@ def ingest_command(args: argparse.Namespace) -> int:
             print(f"  {path.name:<36} already ingested as batch {batch} "
                   f"({manifest.get('accepted', 0):,} accepted; --force to re-read)")  # fmt: skip
             continue
-        result = ingest_file(path, lake_root)
-        known.add(batch)
+        known.add(batch)  # the same bytes twice in one call are read once
+        todo.append(path)
+    totals = {"accepted": 0, "duplicates": 0, "dead_letters": 0}
+    for result in ingest_files(todo, lake_root):  # two files read at a time, published in order
         accounting = result.accounting
         for key in totals:
             totals[key] += getattr(accounting, key)

@@ -6,13 +6,10 @@ that are neither the CSV header nor blank (for Parquet: the rows). A duplicate i
 with the same device, timestamp and payload as one already accepted, earlier in the file or
 by a batch ingested before (devices and gateways resend).
 
-`record_id` of an event is the 63-bit MD5 of its V2 payload (`schema.EVENT_VALUE_COLUMNS`:
-device, timestamp and every reading): stable across re-ingestion and machines (same content,
-same id, also for a V1 record and its V2 resend), different for two different readings of one
-device at one timestamp (both are kept). That is also the duplicate identity. Two of n events
-share an id with a chance of about n^2 / 2^64 (5e-8 for a million events, 5e-6 for ten
-million). Fleet records hash `raw_fleet:<device_id>`: other inputs, the same odds.
-`record_id` of a dead letter is the hash of (file SHA-256, line number).
+`record_id` of an event is a stable 63-bit hash of its V2 payload (device, timestamp and every
+reading; `telemetry.record_id`): same content, same id, on every machine and re-ingestion, also
+for a V1 record and its V2 resend. That is also the duplicate identity. `record_id` of a dead
+letter is the hash of (file SHA-256, line number).
 
 Files are processed chunk by chunk (`wire.CHUNK_BYTES`); accepted events are staged per
 (date, region) and moved into the lake only when the whole file was read, so a file that
@@ -22,11 +19,14 @@ fails half-way (a truncated gzip) leaves no events behind: it becomes one dead l
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -36,7 +36,6 @@ from sentinel_assets.telemetry import lake as lake_io
 from sentinel_assets.telemetry.dead_letters import (
     dead_letter_frame,
     empty_dead_letters,
-    stable_ids,
     whole_file_dead_letter,
 )
 from sentinel_assets.telemetry.envelope import (
@@ -46,11 +45,12 @@ from sentinel_assets.telemetry.envelope import (
     with_message_identity,
 )
 from sentinel_assets.telemetry.landing import batch_id, content_hash
-from sentinel_assets.telemetry.schema import EVENT_VALUE_COLUMNS, upcast
+from sentinel_assets.telemetry.record_id import record_id
+from sentinel_assets.telemetry.schema import upcast
 from sentinel_assets.telemetry.wire import UnreadableFile, read_chunks
 from sentinel_assets.warehouse import PARQUET_COMPRESSION
 
-_NULL = "\u2400"  # stands for NULL in the hashed payload
+INGEST_WORKERS = 2  # files read side by side by `ingest_files` (the 2-core target machine)
 
 
 @dataclass
@@ -97,18 +97,14 @@ def _utc(moment: datetime) -> pl.Expr:
 
 def events_from(rows: pl.DataFrame, *, source_file: str, ingested_at: datetime) -> pl.DataFrame:
     """Accepted upcast rows -> `telemetry_events` rows (record key, partition, lineage)."""
-    payload = pl.concat_str(
-        [pl.col(c).cast(pl.String).fill_null(_NULL) for c in EVENT_VALUE_COLUMNS],
-        separator="\x1f",
-    )
-    frame = rows.with_columns(
-        pl.col("ts").dt.date().alias("event_date"), payload.alias("_payload")
-    ).with_columns(
-        pl.format("{}|{}", pl.col("event_date"), pl.col("region")).alias("partition_key"),
+    frame = rows.with_columns(pl.col("ts").dt.date().alias("event_date"), record_id()).with_columns(
+        # Not `pl.format`: Polars 2.1 panics on it over a filtered (chunked) string column.
+        pl.concat_str([pl.col("event_date"), pl.col("region")], separator="|").alias(
+            "partition_key"
+        ),
         pl.lit(source_file).alias("source_file"),
         _utc(ingested_at).alias("ingested_at"),
     )
-    frame = frame.with_columns(stable_ids(frame["_payload"]))
     return frame.select([pl.col(name).cast(dtype) for name, dtype in lake_io.EVENT_DTYPES.items()])
 
 
@@ -144,6 +140,90 @@ def ingest_file(
     `only_partitions` rewrites just those date x region parts (a Dagster backfill of
     `telemetry_events`); the dead letters and the batch manifest are then left as they are.
     """
+    lake_io.ensure_record_ids(lake)
+    staged = _stage_file(
+        path, lake, source_name=source_name, regions=regions, models=models,
+        only_partitions=only_partitions, now=now,
+    )  # fmt: skip
+    return _publish(lake, staged)
+
+
+def ingest_files(
+    paths: Sequence[Path],
+    lake: Path,
+    *,
+    workers: int = INGEST_WORKERS,
+    regions: Sequence[str] = REGIONS,
+    models: Sequence[str] = MODELS,
+) -> Iterator[IngestResult]:
+    """`ingest_file` over many files, `workers` of them read at a time (in threads: the work is
+    Polars, DuckDB and NumPy, which run without the GIL), each published into the lake in
+    the given order as soon as it and every file before it are staged. Publication order is
+    ingestion order, as if the files were ingested one after another: an event resent in a
+    later file is a duplicate of the earlier file's. At most `workers` files are being read
+    or published at once, and `workers + 1` staged and unpublished (memory and disk stay
+    bounded whatever the number of files)."""
+    lake_io.ensure_record_ids(lake)
+    started = datetime.now(UTC)
+    width = max(1, workers)
+    busy = threading.BoundedSemaphore(width)  # files being read or published: memory bound
+
+    def stage(path: Path, now: datetime) -> _Staged:
+        with busy:
+            return _stage_file(
+                path, lake, source_name=None, regions=regions, models=models,
+                only_partitions=None, now=now,
+            )  # fmt: skip
+
+    def publish(future: Future[_Staged]) -> IngestResult:
+        staged = future.result()
+        with busy:
+            return _publish(lake, staged)
+
+    pending: deque[Future[_Staged]] = deque()
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="ingest") as pool:
+        try:
+            for number, path in enumerate(paths):
+                now = started + timedelta(microseconds=number)  # ingestion order = list order
+                pending.append(pool.submit(stage, path, now))
+                if len(pending) > width:
+                    yield publish(pending.popleft())
+            while pending:
+                yield publish(pending.popleft())
+        finally:  # stopped early (an error, or the caller stopped reading): nothing left staged
+            for future in pending:
+                future.cancel()
+            for future in pending:
+                if not future.cancelled() and future.exception() is None:
+                    shutil.rmtree(future.result().staging, ignore_errors=True)
+
+
+@dataclass
+class _Staged:
+    """One file read into staged parts (not yet in the lake), or found unreadable."""
+
+    accounting: FileAccounting
+    ingested_at: datetime
+    staging: Path
+    staged: dict[str, list[Path]]
+    rejected: list[pl.DataFrame]
+    only_partitions: set[str] | None
+    started: float
+    unreadable: UnreadableFile | None = None
+
+
+def _stage_file(
+    path: Path,
+    lake: Path,
+    *,
+    source_name: str | None,
+    regions: Sequence[str],
+    models: Sequence[str],
+    only_partitions: set[str] | None,
+    now: datetime | None,
+) -> _Staged:
+    """Read, upcast, identify and dedupe one file's events into per-partition staged parts:
+    nothing in the lake changes, so files can be staged side by side."""
     started = time.perf_counter()
     sha256 = content_hash(path)
     batch = batch_id(sha256)
@@ -153,60 +233,72 @@ def ingest_file(
     )
     accounting = FileAccounting(source_name or path.name, sha256, batch)
     staging = lake / "_staging" / f"{batch}-{uuid.uuid4().hex}"
-    staged: dict[str, list[Path]] = {}
-    rejected: list[pl.DataFrame] = []
+    result = _Staged(accounting, ingested_at, staging, {}, [], only_partitions, started)
+    staged, rejected = result.staged, result.rejected
     seen = pl.Series("record_id", [], dtype=pl.Int64)
     try:
-        try:
-            # `*.mqtt.jsonl`: the MQTT consumer's batches, one message envelope a line.
-            chunks = stream_chunks(path) if is_stream_batch(path) else read_chunks(path)
-            for number, chunk in enumerate(chunks):
-                accounting.header_lines += chunk.header_lines
-                accounting.blank_lines += chunk.blank_lines
-                accounting.data_lines += chunk.records.height
-                rows = upcast(chunk.records, regions=regions, models=models)
-                if rows.rejected.height:
-                    rejected.append(
-                        dead_letter_frame(
-                            with_message_identity(rows.rejected, chunk.records),
-                            source_file=accounting.source_file,
-                            source_sha256=sha256,
-                            ingested_at=ingested_at,
-                        )
+        # `*.mqtt.jsonl`: the MQTT consumer's batches, one message envelope a line.
+        chunks = stream_chunks(path) if is_stream_batch(path) else read_chunks(path)
+        for number, chunk in enumerate(chunks):
+            accounting.header_lines += chunk.header_lines
+            accounting.blank_lines += chunk.blank_lines
+            accounting.data_lines += chunk.records.height
+            rows = upcast(chunk.records, regions=regions, models=models)
+            if rows.rejected.height:
+                rejected.append(
+                    dead_letter_frame(
+                        with_message_identity(rows.rejected, chunk.records),
+                        source_file=accounting.source_file,
+                        source_sha256=sha256,
+                        ingested_at=ingested_at,
                     )
-                events = events_from(
-                    rows.valid, source_file=accounting.source_file, ingested_at=ingested_at
                 )
-                fresh = events.filter(
-                    pl.col("record_id").is_first_distinct()
-                    & ~pl.col("record_id").is_in(seen.implode())
+            events = events_from(
+                rows.valid, source_file=accounting.source_file, ingested_at=ingested_at
+            )
+            fresh = events.filter(
+                pl.col("record_id").is_first_distinct() & ~pl.col("record_id").is_in(seen.implode())
+            )
+            accounting.duplicates += events.height - fresh.height
+            seen = pl.concat([seen, fresh["record_id"]])
+            if only_partitions is not None:
+                fresh = fresh.filter(pl.col("partition_key").is_in(list(only_partitions)))
+            for (key,), part in fresh.partition_by(
+                "partition_key", as_dict=True, maintain_order=True
+            ).items():
+                parts = staged.setdefault(str(key), [])
+                target = staging / f"{len(staged)}" / f"{number}.parquet"
+                if parts:
+                    target = parts[0].parent / f"{number}.parquet"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part.sort("device_id", "ts", "record_id").write_parquet(
+                    target, compression=PARQUET_COMPRESSION
                 )
-                accounting.duplicates += events.height - fresh.height
-                seen = pl.concat([seen, fresh["record_id"]])
-                if only_partitions is not None:
-                    fresh = fresh.filter(pl.col("partition_key").is_in(list(only_partitions)))
-                for (key,), part in fresh.partition_by(
-                    "partition_key", as_dict=True, maintain_order=True
-                ).items():
-                    parts = staged.setdefault(str(key), [])
-                    target = staging / f"{len(staged)}" / f"{number}.parquet"
-                    if parts:
-                        target = parts[0].parent / f"{number}.parquet"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    part.sort("device_id", "ts", "record_id").write_parquet(
-                        target, compression=PARQUET_COMPRESSION
-                    )
-                    parts.append(target)
-        except UnreadableFile as error:
-            dead = _unreadable(accounting, error, ingested_at)
+                parts.append(target)
+    except UnreadableFile as error:
+        result.unreadable = error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def _publish(lake: Path, staged: _Staged) -> IngestResult:
+    """Move a staged file into the lake: its events (less those an earlier batch brought),
+    its dead letters and its manifest; the staging folder goes in any case."""
+    accounting, ingested_at = staged.accounting, staged.ingested_at
+    batch, only_partitions = accounting.batch, staged.only_partitions
+    try:
+        if staged.unreadable is not None:
+            dead = _unreadable(accounting, staged.unreadable, ingested_at)
             if only_partitions is None:
                 _publish_dead_letters(lake, batch, dead)
                 lake_io.write_manifest(lake, _manifest(accounting, ingested_at))
-            accounting.seconds = time.perf_counter() - started
+            accounting.seconds = time.perf_counter() - staged.started
             return IngestResult(accounting, dead)
-        lake_duplicates = _publish_events(lake, batch, ingested_at, staged, accounting)
+        lake_duplicates = _publish_events(lake, batch, ingested_at, staged.staged, accounting)
         accounting.duplicates += lake_duplicates
-        dead = pl.concat(rejected) if rejected else empty_dead_letters()
+        dead = pl.concat(staged.rejected) if staged.rejected else empty_dead_letters()
         kept = drop_redelivered(dead, _earlier_dead_letters(lake, batch))
         accounting.duplicates += dead.height - kept.height  # stream messages redelivered
         dead = kept
@@ -215,10 +307,10 @@ def ingest_file(
         if only_partitions is None:
             _publish_dead_letters(lake, batch, dead)
             lake_io.write_manifest(lake, _manifest(accounting, ingested_at))
-        accounting.seconds = time.perf_counter() - started
+        accounting.seconds = time.perf_counter() - staged.started
         return IngestResult(accounting, dead)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staged.staging, ignore_errors=True)
 
 
 def _publish_events(

@@ -3,6 +3,7 @@
     lake/telemetry_events/date=YYYY-MM-DD/region=<r>/batch-<batch id>.parquet
     lake/dead_letters/batch=<batch id>.parquet
     lake/batches/<batch id>.json          # manifest: source, hash, accounting, partitions
+    lake/lake.json                        # how its record ids are computed
 
 Each landing batch writes its own part file per (date, region) it touches, so ingesting a file
 never rewrites another batch's data, and re-ingesting a batch replaces exactly its own parts.
@@ -24,11 +25,13 @@ import duckdb
 import polars as pl
 
 from sentinel_assets.contracts import TELEMETRY_EVENT_SCHEMA
+from sentinel_assets.telemetry import record_id as event_ids
 from sentinel_assets.warehouse import PARQUET_COMPRESSION, write_partition
 
 EVENTS = "telemetry_events"
 DEAD_LETTERS = "dead_letters"
 BATCHES = "batches"
+LAKE_META = "lake.json"
 EVENT_DTYPES: dict[str, pl.DataType] = {
     name: column.dtype.type for name, column in TELEMETRY_EVENT_SCHEMA.columns.items()
 }
@@ -92,14 +95,39 @@ def replace_atomic(source: Path, path: Path) -> None:
 
 
 def write_manifest(lake: Path, manifest: dict[str, Any]) -> None:
-    path = manifest_file(lake, manifest["batch"])
+    _write_json(manifest_file(lake, manifest["batch"]), manifest)
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_for(path)
     try:
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.write_text(json.dumps(content, indent=2, sort_keys=True), encoding="utf-8")
         _fsync_replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def record_id_scheme(lake: Path) -> str | None:
+    """How the lake's event ids were computed (None: before schemes were recorded)."""
+    path = lake / LAKE_META
+    return json.loads(path.read_text("utf-8")).get("record_id") if path.exists() else None
+
+
+def ensure_record_ids(lake: Path) -> int:
+    """Bring a lake written under an earlier record-id scheme to the current one: every part's
+    ids recomputed from its own values (vectorized, atomic per part, idempotent, so a run
+    killed half-way or two at once end the same), then the scheme recorded. Returns the
+    parts rewritten (0 when the lake is current or new)."""
+    if record_id_scheme(lake) == event_ids.SCHEME:
+        return 0
+    parts = event_files(lake)
+    for part in parts:
+        frame = pl.read_parquet(part, hive_partitioning=False)
+        rehashed = frame.with_columns(event_ids.record_id()).sort("device_id", "ts", "record_id")
+        write_frame(rehashed.select(frame.columns), part)
+    _write_json(lake / LAKE_META, {"record_id": event_ids.SCHEME})
+    return len(parts)
 
 
 def read_manifest(lake: Path, batch: str) -> dict[str, Any] | None:
