@@ -235,7 +235,6 @@ def _stage_file(
     staging = lake / "_staging" / f"{batch}-{uuid.uuid4().hex}"
     result = _Staged(accounting, ingested_at, staging, {}, [], only_partitions, started)
     staged, rejected = result.staged, result.rejected
-    seen = pl.Series("record_id", [], dtype=pl.Int64)
     try:
         # `*.mqtt.jsonl`: the MQTT consumer's batches, one message envelope a line.
         chunks = stream_chunks(path) if is_stream_batch(path) else read_chunks(path)
@@ -256,11 +255,9 @@ def _stage_file(
             events = events_from(
                 rows.valid, source_file=accounting.source_file, ingested_at=ingested_at
             )
-            fresh = events.filter(
-                pl.col("record_id").is_first_distinct() & ~pl.col("record_id").is_in(seen.implode())
-            )
+            # Resends within the chunk here; across chunks when they are joined (`_publish_events`).
+            fresh = events.filter(pl.col("record_id").is_first_distinct())
             accounting.duplicates += events.height - fresh.height
-            seen = pl.concat([seen, fresh["record_id"]])
             if only_partitions is not None:
                 fresh = fresh.filter(pl.col("partition_key").is_in(list(only_partitions)))
             for (key,), part in fresh.partition_by(
@@ -320,8 +317,8 @@ def _publish_events(
     staged: dict[str, list[Path]],
     accounting: FileAccounting,
 ) -> int:
-    """Move staged events into the lake, dropping those an earlier batch already brought;
-    returns how many were dropped so."""
+    """Move staged events into the lake, dropping those an earlier batch already brought and
+    those resent in a later chunk of this file; returns how many were dropped so."""
     dropped = 0
     for key in sorted(staged):
         day, region = lake_io.split_partition_key(key)
@@ -331,8 +328,10 @@ def _publish_events(
         frame = pl.scan_parquet(staged[key])
         staged_rows = frame.select(pl.len()).collect().item()
         fresh = frame.filter(~pl.col("record_id").is_in(earlier.implode()))
-        if len(staged[key]) > 1:  # chunks of one file: keep the part sorted like one chunk's
-            fresh = fresh.sort("device_id", "ts", "record_id")
+        if len(staged[key]) > 1:  # chunks of one file: a resend in a later chunk is dropped
+            fresh = fresh.sort("device_id", "ts", "record_id", "line_number").unique(
+                "record_id", keep="first", maintain_order=True
+            )  # sorted like one chunk's part, each event from its first line
         part = lake_io.event_part(lake, day, region, batch)
         if len(staged[key]) == 1 and earlier.is_empty():
             lake_io.replace_atomic(staged[key][0], part)  # already what the part must hold

@@ -148,14 +148,16 @@ def _blocks(path: Path, compressed: bool) -> Iterator[bytes]:
                         continue
                     yield rest + b"\n"
                     rest, data, skipping = b"", data[end + 1 :], False
-                buffer = rest + data
-                cut = buffer.rfind(b"\n")
+                cut = data.rfind(b"\n")  # `rest` never holds a break
                 if cut < 0:
+                    buffer = rest + data
                     skipping = len(buffer) > CHUNK_BYTES
                     rest = buffer[: MAX_LINE_BYTES + 2] if skipping else buffer  # flagged too long
                     continue
-                yield buffer[: cut + 1]
-                rest = buffer[cut + 1 :]
+                # One copy at most: a 32 MiB block is not copied twice on its way.
+                whole = not rest and cut + 1 == len(data)
+                yield data if whole else b"".join((rest, memoryview(data)[: cut + 1]))
+                rest = data[cut + 1 :]
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise UnreadableFile("gzip:corrupt", f"{path.name}: {error}") from None
     except OSError as error:
