@@ -318,25 +318,29 @@ def _publish_events(
     accounting: FileAccounting,
 ) -> int:
     """Move staged events into the lake, dropping those an earlier batch already brought and
-    those resent in a later chunk of this file; returns how many were dropped so."""
+    those resent in a later chunk of this file; returns how many were dropped so. A part of
+    many chunks is streamed into place chunk after chunk (each sorted by device, time and id):
+    memory holds the partition's ids, never its rows."""
     dropped = 0
     for key in sorted(staged):
         day, region = lake_io.split_partition_key(key)
         earlier = lake_io.record_ids(
             lake_io.earlier_parts(lake, day, region, batch, ingested_at.isoformat())
         )
-        frame = pl.scan_parquet(staged[key])
-        staged_rows = frame.select(pl.len()).collect().item()
-        fresh = frame.filter(~pl.col("record_id").is_in(earlier.implode()))
-        if len(staged[key]) > 1:  # chunks of one file: a resend in a later chunk is dropped
-            fresh = fresh.sort("device_id", "ts", "record_id", "line_number").unique(
-                "record_id", keep="first", maintain_order=True
-            )  # sorted like one chunk's part, each event from its first line
+        chunks = staged[key]
         part = lake_io.event_part(lake, day, region, batch)
-        if len(staged[key]) == 1 and earlier.is_empty():
-            lake_io.replace_atomic(staged[key][0], part)  # already what the part must hold
+        resent = _resent_in_later_chunks(chunks)
+        staged_rows = sum(pl.scan_parquet(c).select(pl.len()).collect().item() for c in chunks)
+        if len(chunks) == 1 and earlier.is_empty():
+            lake_io.replace_atomic(chunks[0], part)  # already what the part must hold
         else:
-            lake_io.sink_atomic(fresh, part)
+            kept = [
+                pl.scan_parquet(chunk).filter(
+                    ~pl.col("record_id").is_in(pl.concat([earlier, drop]).implode())
+                )
+                for chunk, drop in zip(chunks, resent, strict=True)
+            ]
+            lake_io.sink_atomic(pl.concat(kept), part)  # in chunk order (maintain_order)
         written = pl.scan_parquet(part).select(pl.len()).collect().item()
         if written == 0:
             part.unlink()
@@ -344,6 +348,19 @@ def _publish_events(
             accounting.partitions[key] = written
         dropped += staged_rows - written
     return dropped
+
+
+def _resent_in_later_chunks(chunks: list[Path]) -> list[pl.Series]:
+    """Per staged chunk (in file order), the ids an earlier chunk of the file already holds:
+    a resend keeps its first line. Ids are unique within a chunk."""
+    if len(chunks) == 1:
+        return [pl.Series("record_id", [], dtype=pl.Int64)]
+    ids = pl.concat(
+        pl.read_parquet(chunk, columns=["record_id"]).with_columns(pl.lit(n).alias("chunk"))
+        for n, chunk in enumerate(chunks)
+    )
+    again = ids.filter(~pl.col("record_id").is_first_distinct())
+    return [again.filter(pl.col("chunk") == n)["record_id"] for n in range(len(chunks))]
 
 
 def _earlier_dead_letters(lake: Path, batch: str) -> list[Path]:

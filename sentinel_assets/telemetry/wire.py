@@ -35,7 +35,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-CHUNK_BYTES = 32 * 2**20  # text read per block; a longer line is skipped to its end
+# Text read per block (a longer line is skipped to its end). `ingest_files` reads two files at
+# once, and a block's frames take ~15x its size at their peak: 16 MiB keeps two well inside
+# the 2 GiB budget, and per-block costs stay small next to the work.
+CHUNK_BYTES = 16 * 2**20
 MAX_LINE_BYTES = 64 * 2**10  # a longer line is a dead letter (`line:too_long`)
 # No data line fits more fields in MAX_LINE_BYTES; a wider header is refused before Polars
 # builds a struct of that many fields (a 1M-column header cost 10 s and 2 GiB).
@@ -154,7 +157,7 @@ def _blocks(path: Path, compressed: bool) -> Iterator[bytes]:
                     skipping = len(buffer) > CHUNK_BYTES
                     rest = buffer[: MAX_LINE_BYTES + 2] if skipping else buffer  # flagged too long
                     continue
-                # One copy at most: a 32 MiB block is not copied twice on its way.
+                # One copy at most: a block is not copied twice on its way.
                 whole = not rest and cut + 1 == len(data)
                 yield data if whole else b"".join((rest, memoryview(data)[: cut + 1]))
                 rest = data[cut + 1 :]
