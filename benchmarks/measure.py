@@ -59,6 +59,9 @@ class Measurement:
     # 1-minute load average before and after: other work on the machine shows up here.
     load_before: float = float("nan")
     load_after: float = float("nan")
+    # Each process's own kernel peak (VmHWM), summed: no spike between samples is missed
+    # (exact for a one-process subject, an upper bound for several).
+    peak_hwm_gib: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -150,6 +153,7 @@ def run_child(
         process_seconds=exited - launched,
         load_before=load_before,
         load_after=os.getloadavg()[0],
+        peak_hwm_gib=memory.high_water_gib,
     )
 
 

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sentinel_assets.contracts import BOUNDS, DEAD_LETTER_SCHEMA, TELEMETRY_EVENT_SCHEMA
 from sentinel_assets.telemetry import wire
@@ -295,3 +297,29 @@ def test_small_blocks_give_the_same_result_as_one_block(tmp_path, monkeypatch):
     chunked, chunked_events = ingest(path, tmp_path / "many")
     assert chunked_events.drop("ingested_at").equals(whole_events.drop("ingested_at"))
     assert reasons_of(chunked) == reasons_of(whole)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=20).map(lambda t: t.replace("\n", " ").encode()),
+            st.binary(max_size=20).map(lambda b: b.replace(b"\n", b" ")),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+@settings(max_examples=80, deadline=None)
+def test_decoding_marks_exactly_the_lines_that_are_not_utf8_and_keeps_every_raw_text(lines):
+    from sentinel_assets.telemetry.wire import _decoded
+
+    block = b"\n".join(lines) + b"\n"
+    frame = _decoded(block, 1)
+    assert frame["line_number"].to_list() == list(range(1, len(lines) + 1))
+    for line, text, raw in zip(lines, frame["text"], frame["raw"], strict=True):
+        lossy = line.decode("utf-8", "replace").rstrip("\r\n")
+        assert raw == lossy
+        try:
+            assert text == line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            assert text is None

@@ -16,14 +16,16 @@ row and no line breaks or commas inside fields (telemetry has no free text); sur
 spaces and double quotes around a field are removed. JSON values are taken as sent (a number
 sent as `" 55"` is not a number). Splitting, decoding and JSON parsing run vectorized in
 Polars/DuckDB (JSON Lines: Polars' NDJSON reader on the whole block, and only if it refuses,
-DuckDB's `json_valid` to find the broken lines); only lines of an invalid UTF-8 block that
-show a replacement character are checked one by one.
+DuckDB's `json_valid` to find the broken lines); only the lines with invalid UTF-8 are
+decoded one by one (for their `raw` text with replacement characters).
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -176,7 +178,7 @@ def _offsets(block: bytes) -> np.ndarray:
     return np.concatenate([[0], ends]).astype(np.int64)
 
 
-def _arrow_lines(block: bytes, offsets: np.ndarray, text: bool) -> pl.Series:
+def _arrow_lines(block: bytes | bytearray, offsets: np.ndarray, text: bool) -> pl.Series:
     """The lines as one Arrow array over the block, without copying it."""
     kind = pa.large_string() if text else pa.large_binary()
     array = pa.Array.from_buffers(
@@ -185,46 +187,55 @@ def _arrow_lines(block: bytes, offsets: np.ndarray, text: bool) -> pl.Series:
     return pl.from_arrow(array)
 
 
-def _is_utf8(line: bytes) -> bool:
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+_invalid_at = threading.local()  # where this thread's current decode met invalid bytes
+
+
+def _note_invalid(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: note where the invalid bytes are, and go on decoding."""
+    assert isinstance(error, UnicodeDecodeError)
+    _invalid_at.positions.append(error.start)
+    return "\ufffd", error.end
+
+
+codecs.register_error("sentinel-note-invalid", _note_invalid)
+
+
+def _invalid_lines(block: bytes, offsets: np.ndarray) -> list[int]:
+    """Indices of the lines that are not valid UTF-8, from one pass of the decoder over the
+    block (a line break always ends a byte sequence, so a line is broken alone)."""
+    _invalid_at.positions = []
+    block.decode("utf-8", "sentinel-note-invalid")
+    positions = np.asarray(_invalid_at.positions, dtype=np.int64)
+    return np.unique(np.searchsorted(offsets, positions, side="right") - 1).tolist()
 
 
 def _decoded(block: bytes, first_line: int) -> pl.DataFrame:
     """One row per physical line: `line_number`, `text` (NULL for invalid UTF-8), `raw`
     (always set, invalid bytes replaced by U+FFFD), `too_long` and `blank`. A block that is
-    valid UTF-8 as a whole (the usual case) becomes text without a copy; otherwise it is
-    decoded once with replacement characters, and only the lines that show one are checked
-    one by one."""
+    valid UTF-8 as a whole (the usual case) becomes text without a copy; otherwise only its
+    broken lines are blanked in a copy (so the rest is text without decoding) and decoded
+    one by one with replacement characters for `raw`."""
     offsets = _offsets(block)
     numbers = pl.Series(
         "line_number", np.arange(first_line, first_line + len(offsets) - 1, dtype=np.int64)
     )
     too_long = pl.Series("too_long", np.diff(offsets) > MAX_LINE_BYTES + 1)
-    try:
-        block.decode("utf-8")
-        valid = True
-    except UnicodeDecodeError:
-        valid = False
-    if valid:
+    broken = _invalid_lines(block, offsets)
+    if not broken:
         text = _arrow_lines(block, offsets, text=True).str.strip_chars_end("\r\n").alias("text")
         frame = pl.DataFrame([numbers, text, too_long]).with_columns(pl.col("text").alias("raw"))
     else:
-        # The block decoded once with replacement characters; only lines that show one are
-        # checked one by one (a line may carry U+FFFD legitimately).
-        fixed = block.decode("utf-8", "replace").encode("utf-8")  # same lines, U+FFFD in
-        lossy = _arrow_lines(fixed, _offsets(fixed), text=True).str.strip_chars_end("\r\n")
-        suspicious = np.flatnonzero(lossy.str.contains("\ufffd", literal=True).to_numpy())
-        broken = [i for i in suspicious if not _is_utf8(block[offsets[i] : offsets[i + 1]])]
-        invalid = np.zeros(len(offsets) - 1, dtype=bool)
-        invalid[broken] = True
-        text = pl.select(
-            pl.when(pl.Series(invalid)).then(None).otherwise(lossy).alias("text")
-        ).to_series()
-        frame = pl.DataFrame([numbers, text, too_long, lossy.alias("raw")])
+        readable = bytearray(block)
+        lossy = []
+        for line in broken:
+            start, end = int(offsets[line]), int(offsets[line + 1])
+            lossy.append(block[start:end].decode("utf-8", "replace").rstrip("\r\n"))
+            readable[start:end] = b" " * (end - start)  # same length: the offsets hold
+        lines = _arrow_lines(readable, offsets, text=True).str.strip_chars_end("\r\n")
+        index = pl.Series(broken, dtype=pl.UInt32)
+        raw = lines.clone().scatter(index, pl.Series(lossy, dtype=pl.String))
+        text = lines.scatter(index, pl.Series([None] * len(broken), dtype=pl.String))
+        frame = pl.DataFrame([numbers, text.alias("text"), too_long, raw.alias("raw")])
     return frame.with_columns(
         (pl.col("text").str.strip_chars() == "").fill_null(False).alias("blank")
     )
@@ -253,11 +264,14 @@ def _records(frame: pl.DataFrame, fields: dict[str, pl.Expr]) -> pl.DataFrame:
 
 
 _WIRE_SCHEMA = {name: pl.String for name in WIRE_FIELDS}
+# Valid JSON whose first character is `{` is an object: one parse (json_valid), not two.
 _JSON_CHECK = """
     SELECT _row,
            CASE WHEN too_long OR text IS NULL THEN NULL
                 WHEN NOT json_valid(text) THEN 'json:malformed'
-                WHEN json_type(text) <> 'OBJECT' THEN 'json:not_an_object' END AS json_error
+                WHEN NOT starts_with(ltrim(text, chr(32) || chr(9) || chr(10) || chr(13)), '{')
+                  THEN 'json:not_an_object' END
+             AS json_error
     FROM decoded_view
 """
 
