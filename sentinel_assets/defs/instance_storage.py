@@ -160,8 +160,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """A batch's events stored as `store_event` stores each, in order, with one
-        transaction per database file for the whole batch: all of it or, on an error, none
-        (Dagster then stores the events one by one)."""
+        transaction per database file for the whole batch: an error while storing leaves
+        none of it (Dagster then stores the events one by one)."""
         with self._db_lock:
             self._batch.connections = connections = {}
             try:
