@@ -13,7 +13,8 @@ For each fleet size (total devices over the 8 regions) it measures, in the same 
 
 It also measures the dashboard's what-if recompute path against `decide_recovery` on the same
 frame (`benchmarks/dashboard_whatif.py`, at 1M by default: `--dashboard-sizes`), the fixed
-orchestration overhead (start-up, cost per partition at 10k) and
+orchestration overhead (start-up, cost per partition at 10k), the Dagster floor under it
+(`benchmarks/dagster_floor.py`: the same job shape with trivial bodies, `--skip-floor`) and
 all 8 regions with `--parallel 1` against `--parallel 2` (`benchmarks/parallel_regions.py`),
 checks the targets of the benchmark issue, prints a table and writes `benchmarks/results.json`,
 `benchmarks/report.md` and the results block of `benchmarks/README.md`.
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    dagster_floor,
     dashboard_whatif,
     equality,
     parallel_regions,
@@ -493,6 +495,8 @@ def render_report(results: dict[str, Any]) -> str:
             f"`--parallel {results['parallel']}`; the report run "
             f"{_fmt(o['report_run_seconds'], '.2f')} s.",
         ]
+    if results.get("dagster_floor"):
+        lines += dagster_floor.render(results["dagster_floor"])
     pr = results.get("parallel_regions")
     if pr:
         lines += ["", f"All 8 regions at {size_label(pr['devices'])} devices, one run per region:"]
@@ -668,6 +672,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="1m",
         help="one-run vs run-per-region outputs compared frame for frame ('' to skip; 1m)",
     )
+    parser.add_argument(
+        "--skip-floor",
+        action="store_true",
+        help="leave out the Dagster floor (Sentinel's job shape with trivial bodies) at 10k",
+    )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data folders")
     parser.add_argument(
@@ -732,6 +741,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured[devices] = (pipeline, limit)
 
     overhead = overhead_numbers(*measured[overhead_devices])
+    floor = previous.get("dagster_floor")
+    if not args.skip_floor:
+        floor_m = repeat(args.repeat, dagster_floor.measure_floor, overhead_devices, workdir)
+        floor = dagster_floor.compare(floor_m, *measured[overhead_devices], run_id)
+        log(f"dagster floor {size_label(overhead_devices):>5}: {describe(floor_m)}")
+        if not floor_m.ok:
+            log(floor_m.log)
     sizes_out = {
         size_label(d): size_entry(d, p, lim, seed_us, overhead["fixed_overhead_seconds"], run_id)
         for d, (p, lim) in measured.items()
@@ -834,6 +850,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sizes": dict(sorted(merged_sizes.items(), key=lambda kv: kv[1]["devices"])),
         "seed_style": seed,
         "overhead": overhead,
+        "dagster_floor": floor,
         "parallel_regions": parallel_result or previous.get("parallel_regions"),
         "linearity": linearity(merged_sizes),
         "dashboard_whatif": dashboard,
@@ -870,6 +887,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_ok = all(p.ok and lim.ok for p, lim in measured.values())
     all_ok = all_ok and all(e["ok"] for e in dashboard.values() if e["measured_at"] == run_id)
     all_ok = all_ok and all(r["ok"] for r in (series or {}).get("runs", {}).values())
+    all_ok = all_ok and (args.skip_floor or bool(floor and floor["ok"]))
     return 0 if all_ok else 1
 
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from sentinel_assets.contracts import ASSET_CONTRACTS, BOUNDS, CROSS_FIELD_RULES, FLEET_COLUMNS
-from sentinel_assets.definitions import defs
+from sentinel_assets.definitions import defs, run_defs
 from sentinel_assets.defs.metadata import COLUMN_SCHEMA, column_schema, contract_metadata
 
 
@@ -33,6 +33,23 @@ def test_the_definitions_load_once_per_process_and_are_loadable(definitions: dg.
     assert defs() is definitions  # cached: a worker running many jobs loads them once
     dg.Definitions.validate_loadable(definitions)
     assert {job.name for job in definitions.jobs} >= {"fleet_refresh", "regional_report"}
+
+
+def test_sentinels_runs_get_the_same_definitions_without_the_ui_component_catalog(
+    definitions: dg.Definitions,
+):
+    runs = run_defs()
+    assert run_defs() is runs  # cached like `defs()`
+    graph, run_graph = definitions.resolve_asset_graph(), runs.resolve_asset_graph()
+    assert run_graph.get_all_asset_keys() == graph.get_all_asset_keys()
+    assert run_graph.asset_check_keys == graph.asset_check_keys
+    for attribute in ("jobs", "schedules", "sensors"):
+        names = {d.name for d in getattr(definitions, attribute)}
+        assert {d.name for d in getattr(runs, attribute)} == names, attribute
+    assert set(runs.resources) == set(definitions.resources)
+    assert set(definitions.metadata) - set(runs.metadata or {}) == {"plugin_component_types_json"}
+    job, run_job = (d.resolve_job_def("fleet_and_reports") for d in (definitions, runs))
+    assert set(run_job.graph.node_names()) == set(job.graph.node_names())
 
 
 def test_every_asset_has_a_contract_and_every_contract_an_asset(definitions: dg.Definitions):

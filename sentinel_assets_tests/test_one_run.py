@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from benchmarks import dagster_floor
 from sentinel_assets import warehouse
 from sentinel_assets.cli.orchestrate import RANGE_END_TAG, RANGE_START_TAG
 from sentinel_assets.contracts import REGIONS
@@ -84,6 +85,10 @@ def test_one_run_records_every_region_per_partition(definitions, sentinel_home, 
     }
     assert per_region == {(check, region) for check in checks for region in THREE}
     assert all(e.passed for e in evaluations)
+    # what the benchmark's Dagster floor records for the same job shape (`benchmarks/README`)
+    floor = dagster_floor.expected_records(dagster_floor.describe() | {"partitions": THREE})
+    assert len(result.get_asset_materialization_events()) == floor["materializations"]
+    assert len(evaluations) == floor["check_evaluations"]
     # the instance answers per partition too, as the UI asks it
     latest = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("quarantine"), asset_partitions=THREE[1:2]),

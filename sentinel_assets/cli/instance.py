@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import dagster as dg
 
 from sentinel_assets import paths
+from sentinel_assets.defs.instance_storage import share_alembic_scripts
 
 _open: dict[tuple[int, str], dg.DagsterInstance] = {}
 _lock = threading.Lock()
@@ -29,6 +30,7 @@ def command_instance() -> Iterator[dg.DagsterInstance]:
     with _lock:
         instance = _open.get(key)
         if instance is None:
+            share_alembic_scripts()  # before the run storage, the first to check its schema
             instance = _open[key] = dg.DagsterInstance.get()
     yield instance
 

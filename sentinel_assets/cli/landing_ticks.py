@@ -42,14 +42,14 @@ class LandingTicks:
 
     def __init__(self, home: Path, instance: dg.DagsterInstance) -> None:
         quiet_stability_notices()  # before the definitions load
-        from sentinel_assets.definitions import defs
+        from sentinel_assets.definitions import run_defs
         from sentinel_assets.defs.resources import build_resources
 
         self.home, self.instance = home, instance
         self.cursor: str | None = None
         self.due: float | None = None
         self.resources = build_resources(home)
-        self.job = defs().resolve_job_def("ingest_landing_batch")
+        self.job = run_defs().resolve_job_def("ingest_landing_batch")
 
     def wait(self, interval: float) -> None:
         """Sleep until the next tick of a fixed schedule, as the daemon evaluates a sensor

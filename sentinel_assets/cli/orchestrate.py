@@ -122,11 +122,11 @@ class QuietFullDiskNoise:
 def load_definitions() -> None:
     """Run first in each worker: the imports (Dagster, Polars, Pandera, the definitions)
     overlap with the instance set-up in the parent instead of following it."""
-    from sentinel_assets.definitions import defs
+    from sentinel_assets.definitions import run_defs
 
     if not isinstance(sys.stderr, QuietFullDiskNoise):
         sys.stderr = QuietFullDiskNoise(sys.stderr)
-    defs()
+    run_defs()
 
 
 def _outcome(label: str, result: dg.JobExecutionResult) -> RunOutcome:
@@ -156,9 +156,9 @@ def step_failure_reason(event: dg.DagsterEvent) -> str:
 
 def command_job(job_name: str) -> dg.JobDefinition:
     """A job of the definitions by name: what `run_job` hands Dagster to rebuild it."""
-    from sentinel_assets.definitions import defs
+    from sentinel_assets.definitions import run_defs
 
-    return defs().resolve_job_def(job_name)
+    return run_defs().resolve_job_def(job_name)
 
 
 def run_job(

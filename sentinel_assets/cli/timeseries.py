@@ -26,7 +26,7 @@ def lake_partitions(dates: list[str] | None = None) -> list[str]:
 
 
 def timeseries_command(args: argparse.Namespace) -> int:
-    from sentinel_assets.definitions import defs
+    from sentinel_assets.definitions import run_defs
     from sentinel_assets.defs.resources import build_resources
 
     dates = [d.strip() for d in args.dates.split(",")] if args.dates else None
@@ -34,7 +34,7 @@ def timeseries_command(args: argparse.Namespace) -> int:
     if not keys:
         raise ValueError("no telemetry events in the lake yet: run `sentinel ingest` first")
     prepare_instance_home()
-    definitions, resources = defs(), build_resources()
+    definitions, resources = run_defs(), build_resources()
     failed = 0
     # The runs' events go to the instance (and the UI); the terminal gets one line per partition.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

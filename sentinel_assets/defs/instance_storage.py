@@ -15,16 +15,28 @@ instance is the right trade against an fsync per event), and the schema probes D
 for every asset event (does the tags table exist, has the asset-key table its index columns)
 are answered once: migrations only ever add them. The production profile (PostgreSQL) does
 not use this. Selected in the repo's `dagster.yaml`.
+
+Two costs of a run's start-up and asset events go too:
+- Dagster hands its event log a batch of events at once where it has one (a run's planned
+  materializations and checks, one output's materializations of every partition in a range)
+  when `DAGSTER_EVENT_BATCH_SIZE` is set: this class sets it (`EVENT_BATCH_SIZE`) and writes a
+  batch with one transaction per file, the same rows in the same order as event by event.
+- Dagster reads its ~90 alembic migration scripts again for every check of a SQLite file's
+  schema revision (runs, schedules, the index, every run's shard: ~30 ms each, ten on a fresh
+  instance); they cannot change while a process runs, so they are read once per process
+  (`share_alembic_scripts`).
 """
 
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+from alembic.script import ScriptDirectory
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
@@ -35,6 +47,37 @@ from sqlalchemy.pool import QueuePool
 
 # Open engines kept: the index and the shards of the runs being written or watched.
 OPEN_SHARDS = 16
+# Events Dagster may buffer before it hands them over as one batch (`store_event_batch`); a
+# batch also ends with its last event (a run's planned events, one output's partitions).
+EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
+EVENT_BATCH_SIZE = 200
+# Dagster's own migration scripts (`dagster._core.storage.sql.ALEMBIC_SCRIPTS_LOCATION`).
+DAGSTER_SCRIPTS = "dagster:_core/storage/alembic"
+
+
+def share_alembic_scripts() -> None:
+    """One `ScriptDirectory` per process for Dagster's migration scripts: alembic's
+    `ScriptDirectory.from_config` otherwise loads every script again for each revision check
+    and stamp Dagster makes. Other script locations are left as they are."""
+    if getattr(ScriptDirectory.from_config, "_sentinel_shared", False):
+        return
+    load = ScriptDirectory.from_config.__func__  # type: ignore[attr-defined]
+    shared: dict[str, ScriptDirectory] = {}
+    lock = threading.Lock()
+
+    def from_config(cls: type[ScriptDirectory], config: Any) -> ScriptDirectory:
+        if config.get_main_option("script_location") != DAGSTER_SCRIPTS:
+            return load(cls, config)
+        with lock:
+            if DAGSTER_SCRIPTS not in shared:
+                shared[DAGSTER_SCRIPTS] = load(cls, config)
+            return shared[DAGSTER_SCRIPTS]
+
+    from_config._sentinel_shared = True  # type: ignore[attr-defined]
+    ScriptDirectory.from_config = classmethod(from_config)  # type: ignore[method-assign,assignment]
+
+
+share_alembic_scripts()
 
 
 def default_base_dir() -> str:
@@ -55,6 +98,9 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_lock = threading.Lock()
         self._schema_present: set[str] = set()
+        # The connection of each file a batch has written so far, in this thread.
+        self._batch = threading.local()
+        os.environ.setdefault(EVENT_BATCH_SIZE_ENV, str(EVENT_BATCH_SIZE))
         super().__init__(base_dir or default_base_dir(), inst_data=inst_data)
 
     @classmethod
@@ -93,6 +139,17 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
+        batch: dict[str, Connection] | None = getattr(self._batch, "connections", None)
+        if batch is not None:  # inside `store_event_batch`, which holds `_db_lock`
+            if shard not in batch:
+                engine = self._engine(shard)
+                if shard not in self._initialized_dbs:
+                    self._initdb(engine)
+                    self._initialized_dbs.add(shard)
+                batch[shard] = engine.connect()
+                batch[shard].begin()
+            yield batch[shard]
+            return
         with self._db_lock:
             engine = self._engine(shard)
             if shard not in self._initialized_dbs:
@@ -100,6 +157,22 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """A batch's events stored as `store_event` stores each, in order, with one
+        transaction per database file for the whole batch: an error while storing leaves
+        none of it (Dagster then stores the events one by one)."""
+        with self._db_lock:
+            self._batch.connections = connections = {}
+            try:
+                for entry in events:
+                    self.store_event(entry)
+                for conn in connections.values():
+                    conn.commit()
+            finally:
+                self._batch.connections = None
+                for conn in connections.values():
+                    conn.close()  # rolls back what was not committed
 
     def has_table(self, table_name: str) -> bool:
         """Dagster asks for every asset event; a table, once there, stays."""
