@@ -121,7 +121,7 @@ def run_child(
     log_path = workdir / f"{subject}.log"
     load_before = os.getloadavg()[0]
     launched = time.time()
-    with open(log_path, "w") as log, PeakRSS(interval=0.1) as memory:
+    with open(log_path, "w") as log:
         child = subprocess.Popen(
             [python, *args],
             cwd=REPO,
@@ -130,9 +130,11 @@ def run_child(
             stderr=log,
             text=True,
         )
-        memory.root = child.pid
-        stdout, _ = child.communicate(timeout=timeout)
-        exited = time.time()
+        # Sampling starts once the child exists: a sampler started before it took its first
+        # sample of this (parent) process, whose RSS then counted as the subject's peak.
+        with PeakRSS(root=child.pid, interval=0.1) as memory:
+            stdout, _ = child.communicate(timeout=timeout)
+            exited = time.time()
     result: dict[str, Any] = {}
     try:
         text = result_json.read_text() if result_json else stdout
