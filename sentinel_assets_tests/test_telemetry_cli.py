@@ -47,6 +47,18 @@ def test_a_file_ingested_before_is_skipped_unless_forced(sentinel_home, capsys):
     assert lake.scan_events(sentinel_home / "lake").collect().height == before
 
 
+def test_ingesting_into_a_lake_of_an_earlier_id_scheme_says_it_migrated_it(sentinel_home, capsys):
+    main(["simulate", "--days", "1", "--devices-per-region", "20", "--regions", "us-east"])
+    main(["ingest", str(sentinel_home / "landing")])
+    (sentinel_home / "lake" / lake.LAKE_META).unlink()  # as a lake written before it existed
+    parts = len(lake.event_files(sentinel_home / "lake"))
+    capsys.readouterr()
+    assert main(["ingest", "--force", str(sentinel_home / "landing")]) == 0
+    assert f"record ids of {parts:,} lake part(s) recomputed" in capsys.readouterr().out
+    assert main(["ingest", "--force", str(sentinel_home / "landing")]) == 0
+    assert "recomputed" not in capsys.readouterr().out
+
+
 def test_mistakes_get_one_sentence_and_exit_code_2(sentinel_home, capsys):
     assert main(["ingest", str(sentinel_home / "nowhere")]) == 2
     assert main(["simulate", "--days", "0"]) == 2

@@ -74,6 +74,8 @@ def ingest_command(args: argparse.Namespace) -> int:
     lake_root = paths.lake_root(home)
     known = lake.ingested_batches(lake_root)
     print(f"Ingesting {len(files)} file(s) into {lake_root}")
+    if migrated := lake.ensure_record_ids(lake_root):
+        print(f"  record ids of {migrated:,} lake part(s) recomputed ({lake.LAKE_META})")
     todo: list[Path] = []
     for path in files:
         try:

@@ -120,6 +120,8 @@ def dead_letters(
             f"landing batch {batch} has no file under {telemetry.landing}/_batches: "
             "drop the file into the landing folder again"
         )
+    if migrated := lake.ensure_record_ids(telemetry.lake):
+        context.log.info(f"record ids of {migrated} lake parts recomputed ({lake.LAKE_META})")
     result = ingest_file(path, telemetry.lake, regions=telemetry.regions, models=telemetry.models)
     accounting = result.accounting
     if accounting.unreadable and path.parent.parent.name == landing.BATCHES_DIR:
