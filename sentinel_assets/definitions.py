@@ -6,6 +6,7 @@ folder, later calls return the same `dg.Definitions` (an orchestrator worker run
 installed component types that `load_from_defs_folder` adds for the UI.
 """
 
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -45,5 +46,10 @@ def run_defs() -> dg.Definitions:
     building it is ~0.25 s of every `sentinel` command and worker start-up."""
     if problem := fleet_file_problem():
         raise problem from None
-    tree = dg.ComponentTree.for_project(path_within_project=PROJECT)
-    return tree.build_defs(tree.defs_module_path)  # `[tool.dg.project]` in pyproject.toml
+    # As `load_from_defs_folder` does: the preview/beta notices of the APIs the definitions
+    # use are for their authors, not a dozen lines before every `sentinel demo`.
+    with warnings.catch_warnings():
+        for notice in (dg.PreviewWarning, dg.BetaWarning, dg.SupersessionWarning):
+            warnings.simplefilter("ignore", category=notice)
+        tree = dg.ComponentTree.for_project(path_within_project=PROJECT)
+        return tree.build_defs(tree.defs_module_path)  # `[tool.dg.project]` in pyproject

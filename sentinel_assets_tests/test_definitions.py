@@ -52,6 +52,21 @@ def test_sentinels_runs_get_the_same_definitions_without_the_ui_component_catalo
     assert set(run_job.graph.node_names()) == set(job.graph.node_names())
 
 
+def test_loading_the_run_definitions_prints_no_dagster_notices_as_the_ui_loading_does_not():
+    import subprocess
+    import sys
+
+    for loader in ("defs", "run_defs"):
+        code = f"from sentinel_assets.definitions import {loader}; {loader}()"
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,  # a user's filters
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr, (loader, done.stderr[:500])
+
+
 def test_every_asset_has_a_contract_and_every_contract_an_asset(definitions: dg.Definitions):
     assert set(asset_metadata(definitions)) == set(ASSET_CONTRACTS)
 
