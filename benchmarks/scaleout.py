@@ -195,8 +195,11 @@ def measure_celery(devices: int, workdir: Path, postgres: Any, redis: Any) -> di
 
 
 def embedded_regions(devices: int, workdir: Path) -> dict[str, Any]:
-    """The embedded `sentinel demo --parallel 2`: launch to the end of the last region run."""
-    m = measure_pipeline(devices, 2, workdir)
+    """The embedded `sentinel demo --parallel 2 --runs per-region`: launch to the end of the
+    last region run. One run per region, as the Celery side runs them: since the one-run
+    refresh (`--runs auto` picks it up to 2M devices) there was no `fleet_refresh` run to
+    time at 1M and this measured nothing (NaN)."""
+    m = measure_pipeline(devices, 2, workdir, runs="per-region")
     runs = m.result.get("breakdown", {}).get("runs", [])
     ends = [r["end"] for r in runs if r.get("job") == "fleet_refresh" and r.get("end")]
     launched = m.result.get("finished_at", 0.0) - m.seconds
