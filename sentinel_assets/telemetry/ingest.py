@@ -48,7 +48,6 @@ from sentinel_assets.telemetry.landing import batch_id, content_hash
 from sentinel_assets.telemetry.record_id import record_id
 from sentinel_assets.telemetry.schema import upcast
 from sentinel_assets.telemetry.wire import UnreadableFile, read_chunks
-from sentinel_assets.warehouse import PARQUET_COMPRESSION
 
 INGEST_WORKERS = 2  # files read side by side by `ingest_files` (the 2-core target machine)
 
@@ -205,7 +204,7 @@ class _Staged:
     accounting: FileAccounting
     ingested_at: datetime
     staging: Path
-    staged: dict[str, list[Path]]
+    staged: dict[str, lake_io.PartWriter]  # per partition key
     rejected: list[pl.DataFrame]
     only_partitions: set[str] | None
     started: float
@@ -238,7 +237,7 @@ def _stage_file(
     try:
         # `*.mqtt.jsonl`: the MQTT consumer's batches, one message envelope a line.
         chunks = stream_chunks(path) if is_stream_batch(path) else read_chunks(path)
-        for number, chunk in enumerate(chunks):
+        for chunk in chunks:
             accounting.header_lines += chunk.header_lines
             accounting.blank_lines += chunk.blank_lines
             accounting.data_lines += chunk.records.height
@@ -255,7 +254,7 @@ def _stage_file(
             events = events_from(
                 rows.valid, source_file=accounting.source_file, ingested_at=ingested_at
             )
-            # Resends within the chunk here; across chunks when they are joined (`_publish_events`).
+            # Resends within the chunk here; across chunks when they are published.
             fresh = events.filter(pl.col("record_id").is_first_distinct())
             accounting.duplicates += events.height - fresh.height
             if only_partitions is not None:
@@ -263,21 +262,25 @@ def _stage_file(
             for (key,), part in fresh.partition_by(
                 "partition_key", as_dict=True, maintain_order=True
             ).items():
-                parts = staged.setdefault(str(key), [])
-                target = staging / f"{len(staged)}" / f"{number}.parquet"
-                if parts:
-                    target = parts[0].parent / f"{number}.parquet"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                part.sort("device_id", "ts", "record_id").write_parquet(
-                    target, compression=PARQUET_COMPRESSION
-                )
-                parts.append(target)
+                writer = staged.get(str(key))
+                if writer is None:
+                    writer = staged[str(key)] = lake_io.PartWriter(
+                        staging / f"{len(staged)}.parquet"
+                    )
+                writer.append(part)
     except UnreadableFile as error:
         result.unreadable = error
     except BaseException:
+        _close(staged)
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _close(staged)
     return result
+
+
+def _close(staged: dict[str, lake_io.PartWriter]) -> None:
+    for writer in staged.values():
+        writer.close()
 
 
 def _publish(lake: Path, staged: _Staged) -> IngestResult:
@@ -314,53 +317,38 @@ def _publish_events(
     lake: Path,
     batch: str,
     ingested_at: datetime,
-    staged: dict[str, list[Path]],
+    staged: dict[str, lake_io.PartWriter],
     accounting: FileAccounting,
 ) -> int:
-    """Move staged events into the lake, dropping those an earlier batch already brought and
-    those resent in a later chunk of this file; returns how many were dropped so. A part of
-    many chunks is streamed into place chunk after chunk (each sorted by device, time and id):
-    memory holds the partition's ids, never its rows."""
+    """Move staged parts into the lake, dropping the events an earlier batch already brought
+    and those resent in a later chunk of this file (a resend keeps its first line); returns
+    how many were dropped so. A part with nothing to drop (the usual case) is renamed into
+    place; otherwise it is streamed into place without those rows."""
     dropped = 0
     for key in sorted(staged):
         day, region = lake_io.split_partition_key(key)
         earlier = lake_io.record_ids(
             lake_io.earlier_parts(lake, day, region, batch, ingested_at.isoformat())
         )
-        chunks = staged[key]
+        writer = staged[key]
+        ids = pl.concat(writer.ids).to_frame("record_id")
+        keep = ids.select(
+            pl.col("record_id").is_first_distinct() & ~pl.col("record_id").is_in(earlier.implode())
+        ).to_series()
+        written = int(keep.sum())
+        dropped += ids.height - written
         part = lake_io.event_part(lake, day, region, batch)
-        resent = _resent_in_later_chunks(chunks)
-        staged_rows = sum(pl.scan_parquet(c).select(pl.len()).collect().item() for c in chunks)
-        if len(chunks) == 1 and earlier.is_empty():
-            lake_io.replace_atomic(chunks[0], part)  # already what the part must hold
+        if written == ids.height:
+            lake_io.replace_atomic(writer.path, part)
+        elif written:
+            drop = (~keep).arg_true().implode()
+            rows = pl.scan_parquet(writer.path).with_row_index("_row")
+            lake_io.sink_atomic(rows.filter(~pl.col("_row").is_in(drop)).drop("_row"), part)
         else:
-            kept = [
-                pl.scan_parquet(chunk).filter(
-                    ~pl.col("record_id").is_in(pl.concat([earlier, drop]).implode())
-                )
-                for chunk, drop in zip(chunks, resent, strict=True)
-            ]
-            lake_io.sink_atomic(pl.concat(kept), part)  # in chunk order (maintain_order)
-        written = pl.scan_parquet(part).select(pl.len()).collect().item()
-        if written == 0:
-            part.unlink()
-        else:
+            part.unlink(missing_ok=True)  # a re-ingestion whose events all came earlier
+        if written:
             accounting.partitions[key] = written
-        dropped += staged_rows - written
     return dropped
-
-
-def _resent_in_later_chunks(chunks: list[Path]) -> list[pl.Series]:
-    """Per staged chunk (in file order), the ids an earlier chunk of the file already holds:
-    a resend keeps its first line. Ids are unique within a chunk."""
-    if len(chunks) == 1:
-        return [pl.Series("record_id", [], dtype=pl.Int64)]
-    ids = pl.concat(
-        pl.read_parquet(chunk, columns=["record_id"]).with_columns(pl.lit(n).alias("chunk"))
-        for n, chunk in enumerate(chunks)
-    )
-    again = ids.filter(~pl.col("record_id").is_first_distinct())
-    return [again.filter(pl.col("chunk") == n)["record_id"] for n in range(len(chunks))]
 
 
 def _earlier_dead_letters(lake: Path, batch: str) -> list[Path]:
