@@ -15,8 +15,8 @@ lines carry no record and are counted, not dead-lettered. CSV is comma-separated
 row and no line breaks or commas inside fields (telemetry has no free text); surrounding
 spaces and double quotes around a field are removed. JSON values are taken as sent (a number
 sent as `" 55"` is not a number). Splitting, decoding and JSON parsing run vectorized in
-Polars/DuckDB (JSON Lines: Polars' NDJSON reader on the whole block, and only if it refuses,
-DuckDB's `json_valid` to find the broken lines); only the lines with invalid UTF-8 are
+Polars/DuckDB (JSON Lines: DuckDB's `json_transform` on the whole block, and only if it
+refuses, its `json_valid` to find the broken lines); only the lines with invalid UTF-8 are
 decoded one by one (for their `raw` text with replacement characters).
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import io
+import json
 import threading
 import zlib
 from collections.abc import Iterator
@@ -277,23 +277,33 @@ _JSON_CHECK = """
 """
 
 
-def _try_read_objects(texts: pl.Series) -> pl.DataFrame | None:
+# Every wire field as text, as DuckDB's `json_transform` takes it (values as sent: a number's
+# text, a nested value's JSON).
+_OBJECT_FIELDS = json.dumps({name: "VARCHAR" for name in WIRE_FIELDS})
+
+
+def _try_read_objects(texts: pl.Series, conn: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
     """One JSON object per element -> one text column per wire field, in order, parsed
-    together by Polars' NDJSON reader; None when some element is not a JSON object."""
+    together by DuckDB (`json_transform`: half the CPU of Polars' NDJSON reader); None when
+    some element is not valid JSON."""
     if texts.is_empty():
         return pl.DataFrame(schema=_WIRE_SCHEMA)
-    payload = (texts.str.join("\n").item() + "\n").encode("utf-8")
+    conn.register("objects_view", texts.to_frame("text"))
     try:
-        frame = pl.read_ndjson(io.BytesIO(payload), schema=_WIRE_SCHEMA)
-    except pl.exceptions.PolarsError:
+        frame = conn.sql(
+            f"SELECT unnest(json_transform(text, '{_OBJECT_FIELDS}')) FROM objects_view"
+        ).pl()
+    except duckdb.InvalidInputException:
         return None
+    finally:
+        conn.unregister("objects_view")
     return frame if frame.height == texts.len() else None
 
 
 def _read_objects(texts: pl.Series, conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Like `_try_read_objects` for elements DuckDB found valid; should Polars' reader still
-    refuse one, DuckDB extracts the fields instead."""
-    frame = _try_read_objects(texts)
+    """Like `_try_read_objects` for elements DuckDB found valid; should the transform still
+    refuse one, each field is extracted on its own instead."""
+    frame = _try_read_objects(texts, conn)
     if frame is not None:
         return frame
     paths = ", ".join(f"'$.\"{name}\"'" for name in WIRE_FIELDS)
@@ -308,7 +318,7 @@ def _read_objects(texts: pl.Series, conn: duckdb.DuckDBPyConnection) -> pl.DataF
 
 
 def _json_chunk(decoded: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireChunk:
-    """JSON Lines: the lines are parsed together (Polars' NDJSON reader); only when that
+    """JSON Lines: the lines are parsed together (DuckDB's `json_transform`); only when that
     fails does DuckDB's `json_valid` find the broken lines (vectorized, a second pass) and the
     valid ones are parsed together again."""
     blank = int(decoded["blank"].sum())
@@ -318,7 +328,7 @@ def _json_chunk(decoded: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireC
     texts = data.filter(readable)["text"]
     # A line that is not even shaped like an object sends the block straight to the check.
     shaped = texts.str.starts_with("{").all() and texts.str.ends_with("}").all()
-    objects = _try_read_objects(texts) if shaped else None
+    objects = _try_read_objects(texts, conn) if shaped else None
     if objects is None:
         conn.register("decoded_view", data.select("_row", "text", "too_long"))
         checked = conn.sql(_JSON_CHECK).pl().sort("_row")
