@@ -20,10 +20,11 @@ V1 -> V2 conversions (nothing is invented: V2 fields V1 does not send stay NULL)
 
 (*) any other spelling of a V1 status is `status:not_allowed`.
 
-V2 `ts` must be ISO 8601 with a UTC offset (`Z` or `+hh:mm`); without one it is
-`ts:unparsable` (a local time cannot be placed). Bounds come from `contracts.BOUNDS` and are
-checked on the V2 value (after conversion); allowed values from `contracts` or the configured
-fleet (`regions`, `models`). Every broken rule of a record is reported, in the order below.
+V2 `ts` must be ISO 8601 with a UTC offset (`Z`, `+hh:mm` or `+hhmm`; the exact form is in
+`telemetry.iso_time`); without one it is `ts:unparsable` (a local time cannot be placed).
+Bounds come from `contracts.BOUNDS` and are checked on the V2 value (after conversion);
+allowed values from `contracts` or the configured fleet (`regions`, `models`). Every broken
+rule of a record is reported, in the order below.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sentinel_assets.contracts import (
     REGIONS,
     UPDATE_STATUSES,
 )
+from sentinel_assets.telemetry.iso_time import epoch_microseconds
 
 V1_STATUSES: dict[str, str] = {status.capitalize(): status for status in UPDATE_STATUSES}
 EVENT_VALUE_COLUMNS: tuple[str, ...] = (
@@ -65,7 +67,6 @@ EVENT_VALUE_COLUMNS: tuple[str, ...] = (
     "retry_count",
     "boot_attempts",
 )
-ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
 _US_PER_S = 1_000_000
 
 
@@ -85,8 +86,9 @@ def _parse_once() -> list[pl.Expr]:
     numbers = [pl.col(f).cast(pl.Float64, strict=False).alias(_parsed(f)) for f in NUMERIC_FIELDS]
     iso = (
         pl.col("ts")
-        .str.replace(r"[zZ]$", "+00:00")
-        .str.to_datetime(ISO_FORMAT, time_zone="UTC", strict=False, time_unit="us")
+        .map_batches(epoch_microseconds, return_dtype=pl.Int64)
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC")
         .alias(_parsed("ts"))
     )
     return [*numbers, iso]
