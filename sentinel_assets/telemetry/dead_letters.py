@@ -24,13 +24,12 @@ Reason codes are `<scope>:<rule>`:
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 
-import duckdb
 import polars as pl
 
 from sentinel_assets.contracts import DEAD_LETTER_RAW_MAX_CHARS, DEAD_LETTER_SCHEMA
+from sentinel_assets.telemetry.local_duckdb import thread_connection
 
 FILE_REASONS: tuple[str, ...] = (
     "file:empty",
@@ -62,10 +61,9 @@ _ID_MASK = (1 << 63) - 1
 def stable_ids(keys: pl.Series) -> pl.Series:
     """A 63-bit id per key: the first 8 bytes of its MD5 (little-endian) without the sign
     bit, so stable across processes, versions and machines (unlike Polars' `hash`);
-    computed in DuckDB, vectorized. A plain projection keeps the input order (DuckDB's
-    `preserve_insertion_order`, on by default and set here)."""
+    computed in DuckDB, vectorized, in input order."""
     frame = pl.DataFrame({"key": keys.cast(pl.String)})
-    conn = _connection()
+    conn = thread_connection()
     conn.register("keys_view", frame)
     try:
         ids = conn.sql(
@@ -74,18 +72,6 @@ def stable_ids(keys: pl.Series) -> pl.Series:
     finally:
         conn.unregister("keys_view")
     return ids["id"].alias("record_id")
-
-
-_per_thread = threading.local()
-
-
-def _connection() -> duckdb.DuckDBPyConnection:
-    """This thread's in-memory DuckDB for `stable_ids`: opening one costs ~15 ms, which a
-    file of many blocks with dead letters paid at every block."""
-    conn = getattr(_per_thread, "conn", None)
-    if conn is None:
-        conn = _per_thread.conn = duckdb.connect(config={"preserve_insertion_order": True})
-    return conn
 
 
 def truncate_raw(raw: pl.Expr) -> pl.Expr:

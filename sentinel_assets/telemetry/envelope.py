@@ -15,7 +15,7 @@ itself carries no end-to-end id (packet ids are per connection and wrap at 65,53
 flag only says "maybe sent before"), so a redelivered message is recognised by its content, as
 a resent reading is: it is a duplicate, dropped once, counted in `duplicates`.
 
-On reading (`stream_chunks`), each envelope's payload is one record through the same JSON path
+On reading (`parse_stream_block`), each envelope's payload is one record through the same JSON path
 as landed `.jsonl` lines (`wire`), plus the topic rules: a topic outside the layout is the dead
 letter `topic:outside_layout`, an empty payload `payload:empty`, and a payload whose region is
 not the topic's `region:topic_mismatch`. Dead letters of stream messages carry `topic` and
@@ -34,6 +34,7 @@ import duckdb
 import polars as pl
 
 from sentinel_assets.telemetry import wire
+from sentinel_assets.telemetry.local_duckdb import thread_connection
 
 STREAM_SUFFIX = ".mqtt.jsonl"
 TOPIC_FILTER = "fleet/+/+/telemetry"
@@ -77,17 +78,17 @@ def _lossy(b64: str | None) -> str | None:
     return None if b64 is None else base64.b64decode(b64).decode("utf-8", "replace")
 
 
-def _envelopes(block: bytes, path: Path) -> pl.DataFrame:
+def _envelopes(block: bytes, source: str) -> pl.DataFrame:
     lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
     try:
         frame = pl.read_ndjson(io.BytesIO(block), schema=_ENVELOPE_SCHEMA)
     except pl.exceptions.PolarsError as error:
         raise wire.UnreadableFile(
-            "stream:bad_envelope", f"{path.name}: not a Sentinel stream batch ({error})"
+            "stream:bad_envelope", f"{source}: not a Sentinel stream batch ({error})"
         ) from None
     if frame.height != lines or frame["topic"].null_count():
         raise wire.UnreadableFile(
-            "stream:bad_envelope", f"{path.name}: a line is not a message envelope"
+            "stream:bad_envelope", f"{source}: a line is not a message envelope"
         )
     return frame
 
@@ -101,9 +102,12 @@ def _message_ids(frame: pl.DataFrame) -> pl.Series:
         ]
     )
     keys = frame.select(key.alias("key"))
-    with duckdb.connect(config={"preserve_insertion_order": True}) as conn:
-        conn.register("keys_view", keys)
+    conn = thread_connection()
+    conn.register("keys_view", keys)
+    try:
         ids = conn.sql("SELECT substr(md5(key), 1, 16) AS message_id FROM keys_view").pl()
+    finally:
+        conn.unregister("keys_view")
     return ids["message_id"]
 
 
@@ -148,18 +152,20 @@ def _stream_chunk(env: pl.DataFrame, first_line: int, conn) -> wire.WireChunk:
     return wire.WireChunk(records, blank_lines=0, header_lines=0)
 
 
-def stream_chunks(path: Path) -> Iterator[wire.WireChunk]:
-    """A stream batch file's messages as wire chunks (one record per message, with `topic`
-    and `message_id` columns besides the wire fields)."""
-    conn = duckdb.connect()
-    try:
-        next_line = 1
-        for block in wire._blocks(path, compressed=False):
-            env = _envelopes(block, path)
-            yield _stream_chunk(env, next_line, conn)
-            next_line += env.height
-    finally:
-        conn.close()
+STREAM_KIND = "stream"
+
+
+def stream_blocks(path: Path) -> Iterator[wire.Block]:
+    """A stream batch file in blocks of whole envelopes (`parse_stream_block` reads them)."""
+    return wire.text_blocks(path, STREAM_KIND)
+
+
+def parse_stream_block(block: wire.Block) -> wire.WireChunk:
+    """A block's messages as a wire chunk (one record per message, with `topic` and
+    `message_id` columns besides the wire fields)."""
+    assert isinstance(block.data, bytes)
+    env = _envelopes(block.data, block.source)
+    return _stream_chunk(env, block.first_line, thread_connection())
 
 
 def with_message_identity(rejected: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:

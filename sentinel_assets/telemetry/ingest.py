@@ -19,11 +19,10 @@ fails half-way (a truncated gzip) leaves no events behind: it becomes one dead l
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,17 +38,25 @@ from sentinel_assets.telemetry.dead_letters import (
     whole_file_dead_letter,
 )
 from sentinel_assets.telemetry.envelope import (
+    STREAM_KIND,
     drop_redelivered,
     is_stream_batch,
-    stream_chunks,
+    parse_stream_block,
+    stream_blocks,
     with_message_identity,
 )
 from sentinel_assets.telemetry.landing import batch_id, content_hash
 from sentinel_assets.telemetry.record_id import record_id
 from sentinel_assets.telemetry.schema import upcast
-from sentinel_assets.telemetry.wire import UnreadableFile, read_chunks
+from sentinel_assets.telemetry.wire import (
+    Block,
+    UnreadableFile,
+    WireChunk,
+    parse_block,
+    read_blocks,
+)
 
-INGEST_WORKERS = 2  # files read side by side by `ingest_files` (the 2-core target machine)
+INGEST_WORKERS = 2  # blocks parsed side by side (the 2-core target machine)
 
 
 @dataclass
@@ -133,18 +140,16 @@ def ingest_file(
     models: Sequence[str] = MODELS,
     only_partitions: set[str] | None = None,
     now: datetime | None = None,
+    workers: int = INGEST_WORKERS,
 ) -> IngestResult:
     """Ingest one file into the lake; never raises for bad content (it becomes dead letters).
 
     `only_partitions` rewrites just those date x region parts (a Dagster backfill of
     `telemetry_events`); the dead letters and the batch manifest are then left as they are.
     """
-    lake_io.ensure_record_ids(lake)
-    staged = _stage_file(
-        path, lake, source_name=source_name, regions=regions, models=models,
-        only_partitions=only_partitions, now=now,
-    )  # fmt: skip
-    return _publish(lake, staged)
+    job = _Job(path, source_name, only_partitions, now)
+    [result] = _ingest([job], lake, workers=workers, regions=regions, models=models)
+    return result
 
 
 def ingest_files(
@@ -155,51 +160,31 @@ def ingest_files(
     regions: Sequence[str] = REGIONS,
     models: Sequence[str] = MODELS,
 ) -> Iterator[IngestResult]:
-    """`ingest_file` over many files, `workers` of them read at a time (in threads: the work is
-    Polars, DuckDB and NumPy, which run without the GIL), each published into the lake in
-    the given order as soon as it and every file before it are staged. Publication order is
-    ingestion order, as if the files were ingested one after another: an event resent in a
-    later file is a duplicate of the earlier file's. At most `workers` files are being read
-    or published at once, and `workers + 1` staged and unpublished (memory and disk stay
-    bounded whatever the number of files)."""
-    lake_io.ensure_record_ids(lake)
+    """`ingest_file` over many files, each published into the lake in the given order as soon
+    as it is read: publication order is ingestion order, as if the files were ingested one
+    after another (an event resent in a later file is a duplicate of the earlier file's).
+    Blocks are parsed `workers` at a time, across files (in threads: the work is Polars,
+    DuckDB, NumPy and Arrow, which run without the GIL), so the last big file does not run on
+    one core while the other waits."""
     started = datetime.now(UTC)
-    width = max(1, workers)
-    busy = threading.BoundedSemaphore(width)  # files being read or published: memory bound
+    jobs = (
+        _Job(path, None, None, started + timedelta(microseconds=number))  # ingestion order
+        for number, path in enumerate(paths)
+    )
+    yield from _ingest(jobs, lake, workers=workers, regions=regions, models=models)
 
-    def stage(path: Path, now: datetime) -> _Staged:
-        with busy:
-            return _stage_file(
-                path, lake, source_name=None, regions=regions, models=models,
-                only_partitions=None, now=now,
-            )  # fmt: skip
 
-    def publish(future: Future[_Staged]) -> IngestResult:
-        staged = future.result()
-        with busy:
-            return _publish(lake, staged)
-
-    pending: deque[Future[_Staged]] = deque()
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="ingest") as pool:
-        try:
-            for number, path in enumerate(paths):
-                now = started + timedelta(microseconds=number)  # ingestion order = list order
-                pending.append(pool.submit(stage, path, now))
-                if len(pending) > width:
-                    yield publish(pending.popleft())
-            while pending:
-                yield publish(pending.popleft())
-        finally:  # stopped early (an error, or the caller stopped reading): nothing left staged
-            for future in pending:
-                future.cancel()
-            for future in pending:
-                if not future.cancelled() and future.exception() is None:
-                    shutil.rmtree(future.result().staging, ignore_errors=True)
+@dataclass(frozen=True)
+class _Job:
+    path: Path
+    source_name: str | None
+    only_partitions: set[str] | None
+    now: datetime | None
 
 
 @dataclass
 class _Staged:
-    """One file read into staged parts (not yet in the lake), or found unreadable."""
+    """One file being read into staged parts (not yet in the lake), or found unreadable."""
 
     accounting: FileAccounting
     ingested_at: datetime
@@ -211,71 +196,154 @@ class _Staged:
     unreadable: UnreadableFile | None = None
 
 
-def _stage_file(
-    path: Path,
+@dataclass(frozen=True)
+class _ChunkRows:
+    """What one block became, ready to be added to its file in order."""
+
+    header_lines: int
+    blank_lines: int
+    data_lines: int
+    duplicates: int  # resent within the block
+    rejected: pl.DataFrame | None  # dead-letter rows
+    parts: dict[str, pl.DataFrame]  # fresh events per partition key
+
+
+_END_OF_FILE = None
+
+
+def _ingest(
+    jobs: Iterable[_Job],
     lake: Path,
     *,
-    source_name: str | None,
+    workers: int,
     regions: Sequence[str],
     models: Sequence[str],
-    only_partitions: set[str] | None,
-    now: datetime | None,
-) -> _Staged:
-    """Read, upcast, identify and dedupe one file's events into per-partition staged parts:
-    nothing in the lake changes, so files can be staged side by side."""
+) -> Iterator[IngestResult]:
+    """Read the files' blocks in order, parse and validate them `workers` at a time, add each
+    to its file's staged parts in order, and publish each file once all its blocks are in.
+    At most `workers + 2` blocks are in flight (memory stays bounded whatever the files);
+    stopping early (an error, or the caller stopped reading) leaves nothing staged."""
+    lake_io.ensure_record_ids(lake)
+    in_flight: deque[tuple[_Staged, Future[_ChunkRows] | None]] = deque()
+    open_files: dict[Path, _Staged] = {}  # by staging folder: read, not yet published
+    limit = max(1, workers) + 2
+
+    def settle(until: int) -> Iterator[IngestResult]:
+        while len(in_flight) > until:
+            staged, future = in_flight.popleft()
+            if future is _END_OF_FILE:
+                _close(staged.staged)
+                del open_files[staged.staging]
+                yield _publish(lake, staged)
+                continue
+            try:
+                rows = future.result()
+            except UnreadableFile as error:  # a block that is not what its file claims
+                staged.unreadable = staged.unreadable or error
+                continue
+            if staged.unreadable is None:
+                _add_chunk(staged, rows)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ingest") as pool:
+        try:
+            for job in jobs:
+                staged = _open_file(job, lake)
+                open_files[staged.staging] = staged
+                try:
+                    for block in _blocks_of(job.path):
+                        task = pool.submit(_chunk_rows, block, staged, regions, models)
+                        in_flight.append((staged, task))
+                        yield from settle(limit)
+                except UnreadableFile as error:
+                    staged.unreadable = staged.unreadable or error
+                in_flight.append((staged, _END_OF_FILE))
+                yield from settle(limit)
+            yield from settle(0)
+        finally:
+            tasks = [future for _, future in in_flight if future is not None]
+            for future in tasks:
+                future.cancel()
+            for future in tasks:
+                if not future.cancelled():
+                    future.exception()  # wait: nothing is staged after this
+            for staged in open_files.values():
+                _close(staged.staged)
+                shutil.rmtree(staged.staging, ignore_errors=True)
+
+
+def _blocks_of(path: Path) -> Iterator[Block]:
+    # `*.mqtt.jsonl`: the MQTT consumer's batches, one message envelope a line.
+    return stream_blocks(path) if is_stream_batch(path) else read_blocks(path)
+
+
+def _parse(block: Block) -> WireChunk:
+    return parse_stream_block(block) if block.kind == STREAM_KIND else parse_block(block)
+
+
+def _open_file(job: _Job, lake: Path) -> _Staged:
+    """The file's identity (content hash) and ingestion time; nothing is read yet."""
     started = time.perf_counter()
-    sha256 = content_hash(path)
+    sha256 = content_hash(job.path)
     batch = batch_id(sha256)
     previous = lake_io.read_manifest(lake, batch)
     ingested_at = (
-        datetime.fromisoformat(previous["ingested_at"]) if previous else (now or datetime.now(UTC))
+        datetime.fromisoformat(previous["ingested_at"])
+        if previous
+        else (job.now or datetime.now(UTC))
     )
-    accounting = FileAccounting(source_name or path.name, sha256, batch)
+    accounting = FileAccounting(job.source_name or job.path.name, sha256, batch)
     staging = lake / "_staging" / f"{batch}-{uuid.uuid4().hex}"
-    result = _Staged(accounting, ingested_at, staging, {}, [], only_partitions, started)
-    staged, rejected = result.staged, result.rejected
-    try:
-        # `*.mqtt.jsonl`: the MQTT consumer's batches, one message envelope a line.
-        chunks = stream_chunks(path) if is_stream_batch(path) else read_chunks(path)
-        for chunk in chunks:
-            accounting.header_lines += chunk.header_lines
-            accounting.blank_lines += chunk.blank_lines
-            accounting.data_lines += chunk.records.height
-            rows = upcast(chunk.records, regions=regions, models=models)
-            if rows.rejected.height:
-                rejected.append(
-                    dead_letter_frame(
-                        with_message_identity(rows.rejected, chunk.records),
-                        source_file=accounting.source_file,
-                        source_sha256=sha256,
-                        ingested_at=ingested_at,
-                    )
-                )
-            events = events_from(
-                rows.valid, source_file=accounting.source_file, ingested_at=ingested_at
-            )
-            # Resends within the chunk here; across chunks when they are published.
-            fresh = events.filter(pl.col("record_id").is_first_distinct())
-            accounting.duplicates += events.height - fresh.height
-            if only_partitions is not None:
-                fresh = fresh.filter(pl.col("partition_key").is_in(list(only_partitions)))
-            for (key,), part in fresh.partition_by(
-                "partition_key", as_dict=True, maintain_order=True
-            ).items():
-                writer = staged.get(str(key))
-                if writer is None:
-                    writer = staged[str(key)] = lake_io.PartWriter(
-                        staging / f"{len(staged)}.parquet"
-                    )
-                writer.append(part)
-    except UnreadableFile as error:
-        result.unreadable = error
-    except BaseException:
-        _close(staged)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _close(staged)
-    return result
+    return _Staged(accounting, ingested_at, staging, {}, [], job.only_partitions, started)
+
+
+def _chunk_rows(
+    block: Block, staged: _Staged, regions: Sequence[str], models: Sequence[str]
+) -> _ChunkRows:
+    """Parse, upcast, identify and dedupe one block (reads `staged`, changes nothing: blocks
+    of a file are worked side by side)."""
+    accounting, ingested_at = staged.accounting, staged.ingested_at
+    chunk = _parse(block)
+    rows = upcast(chunk.records, regions=regions, models=models)
+    rejected = None
+    if rows.rejected.height:
+        rejected = dead_letter_frame(
+            with_message_identity(rows.rejected, chunk.records),
+            source_file=accounting.source_file,
+            source_sha256=accounting.sha256,
+            ingested_at=ingested_at,
+        )
+    events = events_from(rows.valid, source_file=accounting.source_file, ingested_at=ingested_at)
+    # Resends within the block here; across blocks when the file is published.
+    fresh = events.filter(pl.col("record_id").is_first_distinct())
+    duplicates = events.height - fresh.height
+    if staged.only_partitions is not None:
+        fresh = fresh.filter(pl.col("partition_key").is_in(list(staged.only_partitions)))
+    parts = fresh.partition_by("partition_key", as_dict=True, maintain_order=True)
+    return _ChunkRows(
+        header_lines=chunk.header_lines,
+        blank_lines=chunk.blank_lines,
+        data_lines=chunk.records.height,
+        duplicates=duplicates,
+        rejected=rejected,
+        parts={str(key): part for (key,), part in parts.items()},
+    )
+
+
+def _add_chunk(staged: _Staged, rows: _ChunkRows) -> None:
+    """Add a block's rows to its file, in the file's order (parts are written as they come)."""
+    accounting = staged.accounting
+    accounting.header_lines += rows.header_lines
+    accounting.blank_lines += rows.blank_lines
+    accounting.data_lines += rows.data_lines
+    accounting.duplicates += rows.duplicates
+    if rows.rejected is not None:
+        staged.rejected.append(rows.rejected)
+    for key, part in rows.parts.items():
+        writer = staged.staged.get(key)
+        if writer is None:
+            path = staged.staging / f"{len(staged.staged)}.parquet"
+            writer = staged.staged[key] = lake_io.PartWriter(path)
+        writer.append(part)
 
 
 def _close(staged: dict[str, lake_io.PartWriter]) -> None:

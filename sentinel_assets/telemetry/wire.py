@@ -37,6 +37,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from sentinel_assets.telemetry.local_duckdb import thread_connection
+
 # Text read per block (a longer line is skipped to its end). `ingest_files` reads two files at
 # once, and a block's frames take many times its size at their peak (a malformed 32 MiB JSON
 # Lines block: ~0.6 GB); 16 MiB keeps two inside the 2 GiB budget (measured at 10M: 1.65 GiB),
@@ -384,25 +386,6 @@ def _csv_chunk(decoded: pl.DataFrame, header: list[str]) -> WireChunk:
     return WireChunk(_records(data, fields), blank_lines=blank, header_lines=0)
 
 
-def _text_chunks(path: Path, kind: str, compressed: bool) -> Iterator[WireChunk]:
-    conn = duckdb.connect()
-    try:
-        next_line = 1
-        header: list[str] | None = None
-        for block in _blocks(path, compressed):
-            decoded = _decoded(block, next_line)
-            next_line += decoded.height
-            header_lines = 0
-            if kind == "csv" and header is None:
-                header = _csv_header(block, path)
-                decoded = decoded.slice(1)
-                header_lines = 1
-            chunk = _csv_chunk(decoded, header) if kind == "csv" else _json_chunk(decoded, conn)
-            yield WireChunk(chunk.records, chunk.blank_lines, header_lines)
-    finally:
-        conn.close()
-
-
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Parquet columns as wire text: datetimes in ISO 8601 (with their offset if they have a
     time zone), nested values as JSON, everything else cast."""
@@ -419,37 +402,90 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(columns)
 
 
-def _parquet_chunks(path: Path) -> Iterator[WireChunk]:
+def _parquet_records(batch: pa.RecordBatch, first_row: int) -> pl.DataFrame:
+    frame = _as_text(pl.from_arrow(pa.Table.from_batches([batch])))
+    return frame.select(
+        pl.int_range(first_row, first_row + frame.height, dtype=pl.Int64).alias("line_number"),
+        pl.struct(pl.all()).struct.json_encode().alias("raw"),
+        pl.lit(None, pl.String).alias("wire_error"),
+        *[
+            (pl.col(name) if name in frame.columns else pl.lit(None, pl.String))
+            .replace("", None)
+            .alias(name)
+            for name in WIRE_FIELDS
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Block:
+    """A piece of a file that parses on its own: text lines (ending at a line break) whose
+    first is physical line `first_line`, or a batch of Parquet rows from row `first_line`."""
+
+    source: str  # the file's name, for messages
+    kind: str  # csv | jsonl | parquet, or a reader's own kind (`envelope.STREAM_KIND`)
+    data: bytes | pa.RecordBatch
+    first_line: int
+    header: tuple[str, ...] = ()  # CSV: the header's names
+    header_lines: int = 0  # 1 in the CSV block that starts with the header
+
+
+def _line_count(block: bytes) -> int:
+    return block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+
+
+def text_blocks(path: Path, kind: str, compressed: bool = False) -> Iterator[Block]:
+    """A text file as blocks, in order, each knowing its first physical line."""
+    next_line = 1
+    header: tuple[str, ...] = ()
+    for data in _blocks(path, compressed):
+        header_lines = 0
+        if kind == "csv" and not header:
+            header, header_lines = tuple(_csv_header(data, path)), 1
+        yield Block(path.name, kind, data, next_line, header, header_lines)
+        next_line += _line_count(data)
+
+
+def _parquet_blocks(path: Path) -> Iterator[Block]:
     import pyarrow.parquet as pq
 
     try:
         source = pq.ParquetFile(path)
         next_row = 1
         for batch in source.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            frame = _as_text(pl.from_arrow(pa.Table.from_batches([batch])))
-            n = frame.height
-            records = frame.select(
-                pl.int_range(next_row, next_row + n, dtype=pl.Int64).alias("line_number"),
-                pl.struct(pl.all()).struct.json_encode().alias("raw"),
-                pl.lit(None, pl.String).alias("wire_error"),
-                *[
-                    (pl.col(name) if name in frame.columns else pl.lit(None, pl.String))
-                    .replace("", None)
-                    .alias(name)
-                    for name in WIRE_FIELDS
-                ],
-            )
-            next_row += n
-            yield WireChunk(records, blank_lines=0, header_lines=0)
+            yield Block(path.name, "parquet", batch, next_row)
+            next_row += batch.num_rows
     except (pa.ArrowException, OSError) as error:
         raise UnreadableFile("parquet:unreadable", f"{path.name}: {error}") from None
 
 
-def read_chunks(path: Path) -> Iterator[WireChunk]:
-    """The file's records chunk by chunk; raises `UnreadableFile` when it cannot be read at
-    all (possibly after some chunks: callers keep nothing of a file that fails)."""
+def read_blocks(path: Path) -> Iterator[Block]:
+    """The file in blocks to parse (`parse_block`), possibly side by side; raises
+    `UnreadableFile` when it cannot be read at all (possibly after some blocks: callers keep
+    nothing of a file that fails)."""
     kind, compressed = file_format(path)
     if kind == "parquet":
-        yield from _parquet_chunks(path)
+        yield from _parquet_blocks(path)
     else:
-        yield from _text_chunks(path, kind, compressed)
+        yield from text_blocks(path, kind, compressed)
+
+
+def parse_block(block: Block) -> WireChunk:
+    """A block's records (`WireChunk`): safe to call from several threads at once."""
+    if block.kind == "parquet":
+        assert isinstance(block.data, pa.RecordBatch)
+        records = _parquet_records(block.data, block.first_line)
+        return WireChunk(records, blank_lines=0, header_lines=0)
+    assert isinstance(block.data, bytes)
+    decoded = _decoded(block.data, block.first_line).slice(block.header_lines)
+    if block.kind == "csv":
+        chunk = _csv_chunk(decoded, list(block.header))
+    else:
+        chunk = _json_chunk(decoded, thread_connection())
+    return WireChunk(chunk.records, chunk.blank_lines, block.header_lines)
+
+
+def read_chunks(path: Path) -> Iterator[WireChunk]:
+    """The file's records chunk by chunk, one block after the other (see `read_blocks`)."""
+    for block in read_blocks(path):
+        yield parse_block(block)
