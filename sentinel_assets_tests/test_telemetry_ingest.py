@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -75,21 +75,51 @@ def test_record_ids_are_stable_across_re_ingestion_and_machines(tmp_path):
     assert (first["record_id"] >= 0).all()
 
 
-def test_an_event_id_is_the_published_xxh3_of_its_documented_payload(tmp_path):
+def _reference_id(row: dict) -> int:
+    """The documented scheme, one row in plain Python (the xxHash project's own binding)."""
+    import struct
+
     import xxhash
 
-    from sentinel_assets.telemetry.schema import EVENT_VALUE_COLUMNS
-
-    _, events = ingest(write_lines(tmp_path / "x.jsonl", [json_line(v2(site=None))]), tmp_path)
-    [row] = events.to_dicts()
-    text = []
-    for name in EVENT_VALUE_COLUMNS:
+    mask = (1 << 64) - 1
+    text = "\x1f".join(
+        "\u2400" if row[name] is None else str(row[name]) for name in record_id.TEXT_COLUMNS
+    )
+    hashed = xxhash.xxh3_64_intdigest(text.encode())
+    for name in record_id.NUMERIC_COLUMNS:
         value = row[name]
-        if name == "ts":
-            value = int(value.timestamp()) * 1_000_000 + value.microsecond
-        text.append("\u2400" if value is None else str(value))
-    expected = xxhash.xxh3_64_intdigest("\x1f".join(text).encode()) & ((1 << 63) - 1)
-    assert row["record_id"] == expected
+        if value is None:
+            bits = record_id.NULL_BITS
+        elif name == "ts":
+            epoch = datetime(1970, 1, 1, tzinfo=UTC)
+            bits = ((value - epoch) // timedelta(microseconds=1)) & mask
+        elif isinstance(value, float):
+            bits = struct.unpack("<Q", struct.pack("<d", value + 0.0))[0]
+        else:
+            bits = value & mask
+        z = ((hashed ^ bits) + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        hashed = z ^ (z >> 31)
+    return hashed & ((1 << 63) - 1)
+
+
+def test_an_event_id_is_the_documented_hash_of_its_payload(tmp_path):
+    lines = [
+        json_line(v2(site=None)),
+        json_line(v1(signal=-80, retries=2)),  # V2 fields a V1 agent does not send: NULL
+        json_line(v2(temperature_c=-0.0, ts="1969-12-31T23:59:59.5Z")),  # before the epoch
+    ]
+    _, events = ingest(write_lines(tmp_path / "x.jsonl", lines), tmp_path)
+    assert events.height == 3
+    for row in events.to_dicts():
+        assert row["record_id"] == _reference_id(row)
+
+
+def test_minus_zero_and_zero_are_the_same_reading(tmp_path):
+    lines = [json_line(v2(temperature_c=0.0)), json_line(v2(temperature_c=-0.0))]
+    result, events = ingest(write_lines(tmp_path / "z.jsonl", lines), tmp_path)
+    assert (events.height, result.accounting.duplicates) == (1, 1)
 
 
 def _as_written_before_xxh3(root: Path) -> None:

@@ -323,3 +323,68 @@ def test_decoding_marks_exactly_the_lines_that_are_not_utf8_and_keeps_every_raw_
             assert text == line.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             assert text is None
+
+
+_plain_field = st.sampled_from(["", "a", "SN-USE-00000001", "4.1.0", "12.5", "South Kevin"])
+_any_field = st.one_of(
+    _plain_field,
+    st.sampled_from([" 12.5", "7 ", '"x"', ' "y" ', "é", "\t3", "a\rb"]),
+    st.text(alphabet=st.sampled_from('ab1 ."\t\r\u00a0é'), max_size=6),
+)
+
+
+@st.composite
+def _csv_rows(draw) -> list[list[str]]:
+    """Rows of three fields, plain ones (the fast path) or not, some of another width."""
+    field = _plain_field if draw(st.booleans()) else _any_field
+    width = st.just(3) if draw(st.booleans()) else st.sampled_from([2, 3, 3, 3, 4])
+    return draw(st.lists(width.flatmap(lambda n: st.lists(field, min_size=n, max_size=n)),
+                         min_size=1, max_size=12))  # fmt: skip
+
+
+# Surrounding whitespace as Polars' `strip_chars()` sees it (Rust's White_Space, ASCII part).
+_RUST_WHITESPACE = " \t\n\x0b\x0c\r\u0085\u00a0"
+
+
+def _reference_fields(line: str, width: int) -> list[str | None] | None:
+    """The documented CSV rule, one line in plain Python (None: wrong field count)."""
+    fields = line.rstrip("\r\n").split(",")
+    if len(fields) != width:
+        return None
+    values = [field.strip(_RUST_WHITESPACE).strip('"') for field in fields]
+    return [value or None for value in values]
+
+
+@given(
+    header=st.sampled_from([["device_id", "region", "battery_pct"], ["site", "x", "model"]]),
+    rows=_csv_rows(),
+    blank_every=st.sampled_from([0, 0, 3]),
+)
+@settings(max_examples=200, deadline=None)
+def test_csv_lines_are_split_and_stripped_as_documented(header, rows, blank_every):
+    """Whatever the block holds (quotes, spaces, tabs, CR, non-ASCII, blank lines, lines
+    with too few or too many fields), each line's fields are the documented rule's."""
+    lines = [",".join(header)] + [
+        "" if blank_every and n % blank_every == 0 else ",".join(row)
+        for n, row in enumerate(rows, 1)
+    ]
+    block = ("\n".join(lines) + "\n").encode()
+    decoded = wire._decoded(block, 1).slice(1)
+    records = wire._csv_chunk(decoded, header, block).records
+    expected = {
+        n: _reference_fields(line, len(header))
+        for n, line in enumerate(lines[1:], 2)
+        if line.strip(_RUST_WHITESPACE)
+    }
+    assert records["line_number"].to_list() == list(expected)
+    for record in records.to_dicts():
+        fields = expected[record["line_number"]]
+        if fields is None:
+            assert record["wire_error"] == "csv:field_count"
+        else:
+            assert record["wire_error"] is None
+            assert [record.get(name) for name in header if name in wire.WIRE_FIELDS] == [
+                value
+                for name, value in zip(header, fields, strict=True)
+                if name in wire.WIRE_FIELDS
+            ]

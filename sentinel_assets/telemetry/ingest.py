@@ -46,7 +46,7 @@ from sentinel_assets.telemetry.envelope import (
     with_message_identity,
 )
 from sentinel_assets.telemetry.landing import batch_id, content_hash
-from sentinel_assets.telemetry.record_id import record_id
+from sentinel_assets.telemetry.record_id import record_ids
 from sentinel_assets.telemetry.schema import upcast
 from sentinel_assets.telemetry.wire import (
     Block,
@@ -103,7 +103,9 @@ def _utc(moment: datetime) -> pl.Expr:
 
 def events_from(rows: pl.DataFrame, *, source_file: str, ingested_at: datetime) -> pl.DataFrame:
     """Accepted upcast rows -> `telemetry_events` rows (record key, partition, lineage)."""
-    frame = rows.with_columns(pl.col("ts").dt.date().alias("event_date"), record_id()).with_columns(
+    frame = rows.with_columns(
+        pl.col("ts").dt.date().alias("event_date"), record_ids(rows)
+    ).with_columns(
         # Not `pl.format`: Polars 2.1 panics on it over a filtered (chunked) string column.
         pl.concat_str([pl.col("event_date"), pl.col("region")], separator="|").alias(
             "partition_key"

@@ -169,7 +169,7 @@ def ensure_record_ids(lake: Path) -> int:
     parts = event_files(lake)
     for part in parts:
         frame = pl.read_parquet(part, hive_partitioning=False)
-        rehashed = frame.with_columns(event_ids.record_id()).sort("device_id", "ts", "record_id")
+        rehashed = frame.with_columns(event_ids.record_ids(frame))
         write_frame(rehashed.select(frame.columns), part)
     _write_json(lake / LAKE_META, {"record_id": event_ids.SCHEME})
     return len(parts)

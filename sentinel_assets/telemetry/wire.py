@@ -367,23 +367,53 @@ def _csv_header(block: bytes, path: Path) -> list[str]:
     return names
 
 
-def _csv_chunk(decoded: pl.DataFrame, header: list[str]) -> WireChunk:
+# Bytes after which a CSV field may need stripping: quotes, and whitespace next to a comma or
+# a line break (fields are stripped of surrounding whitespace and double quotes).
+_CSV_SPECIAL = (b'"', b"\t", b"\x0b", b"\x0c", b" ,", b", ", b" \n", b"\n ", b" \r")
+
+
+def _plain_csv(block: bytes) -> bool:
+    """True when no field of the block needs stripping: ASCII, and none of `_CSV_SPECIAL`."""
+    return (
+        block.isascii()
+        and not any(special in block for special in _CSV_SPECIAL)
+        and block.count(b"\r") == block.count(b"\r\n")  # no carriage return inside a line
+        and not block.startswith(b" ")
+        and not block.rstrip(b"\r\n").endswith(b" ")
+    )
+
+
+def _csv_chunk(decoded: pl.DataFrame, header: list[str], block: bytes) -> WireChunk:
+    """CSV: every line is checked for its field count, and the good ones are split at their
+    commas (`str.split_exact`), fields stripped of surrounding whitespace and double quotes
+    (unless the block is plain: `_plain_csv`)."""
     blank = int(decoded["blank"].sum())
     data = decoded.filter(~pl.col("blank"))
     commas = pl.col("text").str.count_matches(",", literal=True)
     data = _with_wire_error(
         data, pl.when(commas != len(header) - 1).then(pl.lit("csv:field_count"))
     )
-    parts = pl.col("text").str.split_exact(",", len(header) - 1)
-    data = data.with_columns(parts.struct.rename_fields(header).alias("_parts"))
-    quoted = bool(data["text"].str.contains('"', literal=True).any())
-
-    def field(name: str) -> pl.Expr:
-        value = pl.col("_parts").struct.field(name).str.strip_chars()
-        return (value.str.strip_chars('"') if quoted else value).replace("", None)
-
-    fields = {name: field(name) for name in header if name in WIRE_FIELDS}
-    return WireChunk(_records(data, fields), blank_lines=blank, header_lines=0)
+    readable = pl.col("wire_error").is_null()
+    good = data.filter(readable)
+    parts = good["text"].str.split_exact(",", len(header) - 1).struct.rename_fields(header)
+    fields = parts.struct.unnest()
+    if not _plain_csv(block):
+        stripped = [pl.col(name).str.strip_chars() for name in header]
+        if good["text"].str.contains('"', literal=True).any():
+            stripped = [value.str.strip_chars('"') for value in stripped]
+        fields = fields.select(stripped)
+    fields = fields.select(
+        pl.col(name).replace("", None) if name in header else pl.lit(None, pl.String).alias(name)
+        for name in WIRE_FIELDS
+    )
+    lineage = ["line_number", "raw", "wire_error"]
+    records = good.select(lineage).hstack(fields)
+    if good.height < data.height:
+        bad = data.filter(~readable).select(
+            *lineage, *[pl.lit(None, pl.String).alias(name) for name in WIRE_FIELDS]
+        )
+        records = pl.concat([records, bad]).sort("line_number")
+    return WireChunk(records, blank_lines=blank, header_lines=0)
 
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
@@ -479,7 +509,7 @@ def parse_block(block: Block) -> WireChunk:
     assert isinstance(block.data, bytes)
     decoded = _decoded(block.data, block.first_line).slice(block.header_lines)
     if block.kind == "csv":
-        chunk = _csv_chunk(decoded, list(block.header))
+        chunk = _csv_chunk(decoded, list(block.header), block.data)
     else:
         chunk = _json_chunk(decoded, thread_connection())
     return WireChunk(chunk.records, chunk.blank_lines, block.header_lines)
