@@ -114,7 +114,8 @@ class PartWriter:
         return sum(ids.len() for ids in self.ids)
 
     def append(self, events: pl.DataFrame) -> None:
-        table = events.to_arrow()
+        # Arrow's string views are Polars' own strings: no copy on the way to the writer.
+        table = events.to_arrow(compat_level=pl.CompatLevel.newest())
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(
