@@ -307,12 +307,16 @@ def test_small_blocks_give_the_same_result_as_one_block(tmp_path, monkeypatch):
         ),
         min_size=1,
         max_size=30,
-    )
+    ),
+    st.sampled_from([0, 400]),  # ASCII lines around them: few lines to check, or most
 )
 @settings(max_examples=80, deadline=None)
-def test_decoding_marks_exactly_the_lines_that_are_not_utf8_and_keeps_every_raw_text(lines):
+def test_decoding_marks_exactly_the_lines_that_are_not_utf8_and_keeps_every_raw_text(
+    lines, ascii_lines
+):
     from sentinel_assets.telemetry.wire import _decoded
 
+    lines = [b"{}"] * ascii_lines + lines + [b"[]"] * ascii_lines
     block = b"\n".join(lines) + b"\n"
     frame = _decoded(block, 1)
     assert frame["line_number"].to_list() == list(range(1, len(lines) + 1))

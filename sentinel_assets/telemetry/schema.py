@@ -32,7 +32,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from sentinel_assets.contracts import (
     BOUNDS,
@@ -247,6 +249,17 @@ def _rules(
     return rules
 
 
+def _reason_lists(flags: np.ndarray, codes: list[str]) -> pl.Series:
+    """Per row of a (rows x rules) boolean matrix, the codes of its true rules, in rule
+    order."""
+    rows, rules = np.nonzero(flags)  # row-major: each row's rules in order
+    offsets = np.zeros(len(flags) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=len(flags)), out=offsets[1:])
+    names = pa.DictionaryArray.from_arrays(pa.array(rules, pa.int32()), pa.array(codes))
+    lists = pa.ListArray.from_arrays(pa.array(offsets), names.cast(pa.string()))
+    return pl.Series("reasons", lists, dtype=pl.List(pl.String))
+
+
 @dataclass(frozen=True)
 class Upcast:
     """A chunk's records split in two: `valid` V2-shaped typed rows (with `line_number`,
@@ -274,26 +287,31 @@ def upcast(
     frame = frame.with_columns(_parse_once())
     frame = frame.with_columns(**{f"_{name}": expr for name, expr in _values(v1).items()})
     rules = _rules(v1, v2, regions, models)
-    broken = pl.any_horizontal([rule.fill_null(False) for rule, _ in rules])
-    frame = frame.with_columns((~wire_ok | ~(v1 | v2) | broken).alias("_broken"))
-    valid = frame.filter(~pl.col("_broken")).select(
-        "line_number",
-        "raw",
-        *[pl.col(f"_{name}").alias(name) for name in EVENT_VALUE_COLUMNS],
-        pl.when(v1).then(1).otherwise(2).cast(pl.Int8).alias("schema_version"),
+    flags = [rule.fill_null(False) for rule, _ in rules]
+    frame = frame.with_columns((~wire_ok | ~(v1 | v2) | pl.any_horizontal(flags)).alias("_broken"))
+    # Columns are picked before rows are: filtering the whole frame would copy every column.
+    valid = (
+        frame.select(
+            "line_number",
+            "raw",
+            *[pl.col(f"_{name}").alias(name) for name in EVENT_VALUE_COLUMNS],
+            pl.when(v1).then(1).otherwise(2).cast(pl.Int8).alias("schema_version"),
+            "_broken",
+        )
+        .filter(~pl.col("_broken"))
+        .drop("_broken")
     )
-    # Reason lists are built only for the rows that break something (a few per cent).
-    codes = pl.concat_list(
-        [pl.when(rule.fill_null(False)).then(pl.lit(code)) for rule, code in rules]
-    ).list.drop_nulls()
+    # Reason lists only for the rows that break something (a few per cent), from a matrix of
+    # the rules' flags (one list expression per rule cost 15x more).
+    broken_rows = frame.filter(pl.col("_broken"))
+    matrix = broken_rows.select(flag.alias(f"_rule_{n}") for n, flag in enumerate(flags))
+    codes = _reason_lists(matrix.to_numpy(), [code for _, code in rules])
     reasons = (
         pl.when(~wire_ok)
         .then(pl.concat_list(pl.col("wire_error")))
         .when(~(v1 | v2))
         .then(pl.lit(["schema:unknown_version"], dtype=pl.List(pl.String)))
-        .otherwise(codes)
+        .otherwise(pl.lit(codes))
     )
-    rejected = frame.filter(pl.col("_broken")).select(
-        "line_number", "raw", reasons.alias("reasons")
-    )
+    rejected = broken_rows.select("line_number", "raw", reasons.alias("reasons"))
     return Upcast(valid, rejected)

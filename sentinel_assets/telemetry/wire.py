@@ -194,22 +194,38 @@ _invalid_at = threading.local()  # where this thread's current decode met invali
 
 
 def _note_invalid(error: UnicodeError) -> tuple[str, int]:
-    """Codec error handler: note where the invalid bytes are, and go on decoding."""
+    """Codec error handler: note where the invalid bytes are, and go on decoding (with
+    nothing in their place: the text is not kept, and a wider character would make the
+    decoder copy what it has so far)."""
     assert isinstance(error, UnicodeDecodeError)
     _invalid_at.positions.append(error.start)
-    return "\ufffd", error.end
+    return "", error.end
 
 
 codecs.register_error("sentinel-note-invalid", _note_invalid)
 
 
 def _invalid_lines(block: bytes, offsets: np.ndarray) -> list[int]:
-    """Indices of the lines that are not valid UTF-8, from one pass of the decoder over the
-    block (a line break always ends a byte sequence, so a line is broken alone)."""
-    _invalid_at.positions = []
-    block.decode("utf-8", "sentinel-note-invalid")
-    positions = np.asarray(_invalid_at.positions, dtype=np.int64)
-    return np.unique(np.searchsorted(offsets, positions, side="right") - 1).tolist()
+    """Indices of the lines that are not valid UTF-8 (a line break always ends a byte
+    sequence, so a line is broken alone). An ASCII block (the usual case) has none; otherwise
+    only the lines holding a byte over 0x7F are decoded, one by one, unless they are most of
+    the block: then one pass of the decoder notes where it meets invalid bytes."""
+    if block.isascii():
+        return []
+    high = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) >= 0x80)
+    candidates = np.unique(np.searchsorted(offsets, high, side="right") - 1).tolist()
+    if len(candidates) * 8 > len(offsets):
+        _invalid_at.positions = []
+        block.decode("utf-8", "sentinel-note-invalid")
+        positions = np.asarray(_invalid_at.positions, dtype=np.int64)
+        return np.unique(np.searchsorted(offsets, positions, side="right") - 1).tolist()
+    broken = []
+    for line in candidates:
+        try:
+            block[offsets[line] : offsets[line + 1]].decode("utf-8")
+        except UnicodeDecodeError:
+            broken.append(line)
+    return broken
 
 
 def _decoded(block: bytes, first_line: int) -> pl.DataFrame:
@@ -320,30 +336,43 @@ def _read_objects(texts: pl.Series, conn: duckdb.DuckDBPyConnection) -> pl.DataF
 
 
 def _json_chunk(decoded: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireChunk:
-    """JSON Lines: the lines are parsed together (DuckDB's `json_transform`); only when that
-    fails does DuckDB's `json_valid` find the broken lines (vectorized, a second pass) and the
-    valid ones are parsed together again."""
+    """JSON Lines: the lines shaped like an object (`{...}`) are parsed together (DuckDB's
+    `json_transform`); the others, few, are checked one by one by DuckDB's `json_valid`
+    (vectorized) and parsed if valid. Should a shaped line still be malformed, every line is
+    checked."""
     blank = int(decoded["blank"].sum())
     data = decoded.filter(~pl.col("blank")).with_row_index("_row")
     data = _with_wire_error(data, pl.lit(None, pl.String))
     readable = pl.col("wire_error").is_null()
-    texts = data.filter(readable)["text"]
-    # A line that is not even shaped like an object sends the block straight to the check.
-    shaped = texts.str.starts_with("{").all() and texts.str.ends_with("}").all()
-    objects = _try_read_objects(texts, conn) if shaped else None
-    if objects is None:
-        conn.register("decoded_view", data.select("_row", "text", "too_long"))
-        checked = conn.sql(_JSON_CHECK).pl().sort("_row")
+    text = pl.col("text")
+    data = data.with_columns(
+        (readable & text.str.starts_with("{") & text.str.ends_with("}")).alias("_shaped")
+    )
+    shaped = data.filter("_shaped")
+    objects = _try_read_objects(shaped["text"], conn)
+    pieces = [] if objects is None else [(shaped, objects)]
+    to_check = data.filter(readable if objects is None else readable & ~pl.col("_shaped"))
+    if to_check.height:
+        conn.register("decoded_view", to_check.select("_row", "text", "too_long"))
+        checked = conn.sql(_JSON_CHECK).pl()
         conn.unregister("decoded_view")
-        data = _with_wire_error(data.with_columns(checked["json_error"]), pl.col("json_error"))
-        objects = _read_objects(data.filter(readable)["text"], conn)
-    objects = objects.select(pl.col(name).replace("", None) for name in WIRE_FIELDS)
+        data = data.join(checked, on="_row", how="left", maintain_order="left")
+        data = _with_wire_error(data, pl.col("json_error"))
+        valid = to_check.join(checked.filter(pl.col("json_error").is_null()), on="_row")
+        pieces.append((valid, _read_objects(valid["text"], conn)))
     lineage = ["line_number", "raw", "wire_error"]
-    good = data.filter(readable).select(lineage).hstack(objects)
+    good = [
+        rows.select(lineage).hstack(
+            parsed.select(pl.col(name).replace("", None) for name in WIRE_FIELDS)
+        )
+        for rows, parsed in pieces
+    ]
     bad = data.filter(~readable).select(
         *lineage, *[pl.lit(None, pl.String).alias(name) for name in WIRE_FIELDS]
     )
-    records = pl.concat([good, bad]).sort("line_number") if bad.height else good
+    records = pl.concat([*good, bad])
+    if len(good) != 1 or bad.height:
+        records = records.sort("line_number")
     return WireChunk(records, blank_lines=blank, header_lines=0)
 
 
