@@ -111,7 +111,15 @@ def dead_letter_frame(
             for name in ("topic", "message_id")
         ],
     )
-    return frame.with_columns(stable_ids(frame["_key"])).select(DEAD_LETTER_COLUMNS)
+    frame = frame.with_columns(stable_ids(frame["_key"])).select(DEAD_LETTER_COLUMNS)
+    return _own_copy(frame)
+
+
+def _own_copy(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with its own text: Polars' strings may be views into the whole block they
+    were read from, and a file's dead letters are held until it is published, so each
+    would keep its block (16 MiB) alive; Arrow's plain strings copy just the text."""
+    return pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))  # type: ignore[return-value]
 
 
 def whole_file_dead_letter(
