@@ -477,4 +477,3 @@ def test_a_file_of_mostly_rejected_lines_still_lands_its_good_ones(tmp_path):
     result, events = ingest(write_lines(tmp_path / "m.jsonl", lines), tmp_path / "lake")
     assert (result.accounting.accepted, result.accounting.dead_letters) == (1_001, 3_999)
     assert events["partition_key"].unique().to_list() == ["2026-10-31|us-east"]
-
