@@ -4,7 +4,7 @@ On the same simulated landing files (8 regions, CSV and JSON Lines by turns, not
 V1 and V2 records mixed), each subject runs in its own process, so its peak RSS (summed over
 its process tree) is its own:
 
-* ingest   - `telemetry.ingest.ingest_files` (two files read at a time, published in order):
+* ingest   - `telemetry.ingest.ingest_files` (blocks parsed two at a time, files in order):
   parse, upcast, validate, dead letters, duplicates, the date x region lake (`sentinel
   ingest` without the printing);
 * duckdb   - DuckDB's `read_csv` / `read_json` -> Parquet per file (`ignore_errors`, every

@@ -91,7 +91,7 @@ def ingest_command(args: argparse.Namespace) -> int:
         known.add(batch)  # the same bytes twice in one call are read once
         todo.append(path)
     totals = {"accepted": 0, "duplicates": 0, "dead_letters": 0}
-    for result in ingest_files(todo, lake_root):  # two files read at a time, published in order
+    for result in ingest_files(todo, lake_root):  # both cores; files published in order
         accounting = result.accounting
         for key in totals:
             totals[key] += getattr(accounting, key)

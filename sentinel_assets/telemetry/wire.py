@@ -39,10 +39,10 @@ import pyarrow as pa
 
 from sentinel_assets.telemetry.local_duckdb import thread_connection
 
-# Text read per block (a longer line is skipped to its end). `ingest_files` reads two files at
-# once, and a block's frames take many times its size at their peak (a malformed 32 MiB JSON
-# Lines block: ~0.6 GB); 16 MiB keeps two inside the 2 GiB budget (measured at 10M: 1.65 GiB),
-# at no measurable cost in time.
+# Text read per block (a longer line is skipped to its end). Ingestion keeps a few blocks in
+# flight (`ingest._ingest`), and a block's frames take many times its size at their peak (a
+# malformed 32 MiB JSON Lines block: ~0.6 GB); 16 MiB keeps them inside the 2 GiB budget
+# (measured at 10M: 1.51 GiB), at no measurable cost in time.
 CHUNK_BYTES = 16 * 2**20
 MAX_LINE_BYTES = 64 * 2**10  # a longer line is a dead letter (`line:too_long`)
 # No data line fits more fields in MAX_LINE_BYTES; a wider header is refused before Polars
