@@ -161,7 +161,22 @@ def group_alive(group: int) -> list[str]:
 def test_sigterm_ends_every_process_of_a_demo_and_leaves_no_stuck_run(
     instance_home, tmp_path, runs, ended
 ):
-    log = tmp_path / "demo.log"
+    # The signal is sent as soon as the test sees the slot taken; on a loaded machine the
+    # demo may finish first (exit 0, nothing stopped). Such an attempt shows nothing, so the
+    # scenario is tried again, up to three times; it must happen and pass once.
+    for attempt in range(3):
+        if _stop_a_demo_in_its_report_step(tmp_path / f"attempt-{attempt}", runs, ended):
+            return
+    pytest.fail("the demo finished before SIGTERM reached it, three times")
+
+
+def _stop_a_demo_in_its_report_step(folder: Path, runs: str, ended: dict) -> bool:
+    """SIGTERM a demo while a report step holds the catalog's slot and check that it ended
+    every process and run; False when the demo had finished before the signal took effect."""
+    folder.mkdir()
+    log = folder / "demo.log"
+    with dg.DagsterInstance.get() as instance:
+        before = {run.run_id for run in instance.get_runs()}
     with open(log, "wb") as output:
         demo = subprocess.Popen(
             [
@@ -192,15 +207,20 @@ def test_sigterm_ends_every_process_of_a_demo_and_leaves_no_stuck_run(
             )
             assert demo.poll() is None, log.read_text()
             demo.send_signal(signal.SIGTERM)
-            assert demo.wait(timeout=30) == 128 + signal.SIGTERM
+            code = demo.wait(timeout=30)
+            if code == 0 and "stopped by SIGTERM" not in log.read_text():
+                return False  # it had finished its work: nothing was stopped
+            assert code == 128 + signal.SIGTERM, log.read_text()
             wait_for(lambda: not group_alive(demo.pid), 15, "every demo process to end")
-            statuses = {run.job_name: run.status for run in instance.get_runs()}
+            new_runs = [run for run in instance.get_runs() if run.run_id not in before]
+            statuses = {run.job_name: run.status for run in new_runs}
             failed = dg.DagsterRunStatus.FAILURE
             assert statuses == {job: failed if s == "failed" else s for job, s in ended.items()}
             assert instance.event_log_storage.get_concurrency_info(CATALOG_POOL).claimed_slots == []
         output = log.read_text()
         assert "stopped by SIGTERM; the runs in progress were ended" in output
         assert "Traceback" not in output
+        return True
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
