@@ -38,6 +38,7 @@ from sentinel_assets.cli.orchestrate import (
     RUN_MODES,
     RunOutcome,
     instance_home,
+    one_run_in_progress,
     one_run_wanted,
     prepare_instance_home,
     run_fleet,
@@ -358,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
 FOLDER_OF = {paths.HOME_ENV: paths.data_home, paths.DAGSTER_HOME_ENV: paths.dagster_home}
 
 
+def _stopped(code: int) -> int:
+    """The exit code of a stopped command. Should a one-run refresh's thread still be inside
+    native code (DuckDB, Polars; its run is already marked failed), the process ends here,
+    without the interpreter's finalization: tearing that thread down there aborts the whole
+    process ("FATAL: exception not rethrown", exit -6) instead of exiting with `code`."""
+    if one_run_in_progress():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -370,10 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except KeyboardInterrupt:
         console.print("[red]sentinel: interrupted; the runs in progress were ended.[/]")
-        return 130
+        return _stopped(130)
     except Terminated as stop:
         console.print("[red]sentinel: stopped by SIGTERM; the runs in progress were ended.[/]")
-        return int(stop.code or 143)
+        return _stopped(int(stop.code or 143))
     except (UsageError, ValueError) as error:
         console.print(f"[red]sentinel: {escape(str(error))}[/]", soft_wrap=True)
         return 2

@@ -319,6 +319,14 @@ def one_run_tags(regions: Sequence[str], tags: Mapping[str, str] | None) -> dict
     return {**(tags or {}), RANGE_START_TAG: bounds[0], RANGE_END_TAG: bounds[1]}
 
 
+ONE_RUN_THREAD = "sentinel-one-run"
+
+
+def one_run_in_progress() -> bool:
+    """A one-run refresh's thread (`in_thread`) is still working in this process."""
+    return any(t.name == ONE_RUN_THREAD and t.is_alive() for t in threading.enumerate())
+
+
 def in_thread(work: Callable[[], RunOutcome]) -> Future[RunOutcome]:
     """`work` in a daemon thread of this process, as a future `_await_runs` can wait on: a
     one-run refresh needs no worker interpreter (Dagster and the definitions are loaded
@@ -332,7 +340,7 @@ def in_thread(work: Callable[[], RunOutcome]) -> Future[RunOutcome]:
             except BaseException as error:
                 future.set_exception(error)
 
-    threading.Thread(target=run, name="sentinel-one-run", daemon=True).start()
+    threading.Thread(target=run, name=ONE_RUN_THREAD, daemon=True).start()
     return future
 
 
