@@ -109,10 +109,6 @@ class PartWriter:
         self.ids: list[pl.Series] = []
         self._writer: pq.ParquetWriter | None = None
 
-    @property
-    def rows(self) -> int:
-        return sum(ids.len() for ids in self.ids)
-
     def append(self, events: pl.DataFrame) -> None:
         # Arrow's string views are Polars' own strings: no copy on the way to the writer.
         table = events.to_arrow(compat_level=pl.CompatLevel.newest())

@@ -271,15 +271,18 @@ def _with_wire_error(frame: pl.DataFrame, parse_error: pl.Expr) -> pl.DataFrame:
     )
 
 
-def _records(frame: pl.DataFrame, fields: dict[str, pl.Expr]) -> pl.DataFrame:
-    ok = pl.col("wire_error").is_null()
-    columns = [
-        pl.when(ok).then(fields[name]).otherwise(None).cast(pl.String).alias(name)
-        if name in fields
-        else pl.lit(None, pl.String).alias(name)
-        for name in WIRE_FIELDS
-    ]
-    return frame.select("line_number", "raw", "wire_error", *columns)
+_LINEAGE = ["line_number", "raw", "wire_error"]
+
+
+def _in_line_order(parsed: list[pl.DataFrame], data: pl.DataFrame) -> pl.DataFrame:
+    """Records: the parsed lines (`_LINEAGE` and every wire field) and the lines of `data`
+    with a wire error (no fields), in line order."""
+    unparsed = data.filter(pl.col("wire_error").is_not_null()).select(
+        *_LINEAGE, *[pl.lit(None, pl.String).alias(name) for name in WIRE_FIELDS]
+    )
+    if len(parsed) == 1 and not unparsed.height:
+        return parsed[0]
+    return pl.concat([*parsed, unparsed]).sort("line_number")
 
 
 _WIRE_SCHEMA = {name: pl.String for name in WIRE_FIELDS}
@@ -360,20 +363,13 @@ def _json_chunk(decoded: pl.DataFrame, conn: duckdb.DuckDBPyConnection) -> WireC
         data = _with_wire_error(data, pl.col("json_error"))
         valid = to_check.join(checked.filter(pl.col("json_error").is_null()), on="_row")
         pieces.append((valid, _read_objects(valid["text"], conn)))
-    lineage = ["line_number", "raw", "wire_error"]
     good = [
-        rows.select(lineage).hstack(
+        rows.select(_LINEAGE).hstack(
             parsed.select(pl.col(name).replace("", None) for name in WIRE_FIELDS)
         )
         for rows, parsed in pieces
     ]
-    bad = data.filter(~readable).select(
-        *lineage, *[pl.lit(None, pl.String).alias(name) for name in WIRE_FIELDS]
-    )
-    records = pl.concat([*good, bad])
-    if len(good) != 1 or bad.height:
-        records = records.sort("line_number")
-    return WireChunk(records, blank_lines=blank, header_lines=0)
+    return WireChunk(_in_line_order(good, data), blank_lines=blank, header_lines=0)
 
 
 def _csv_header(block: bytes, path: Path) -> list[str]:
@@ -445,13 +441,7 @@ def _csv_chunk(decoded: pl.DataFrame, header: list[str], block: bytes) -> WireCh
         pl.col(name).replace("", None) if name in header else pl.lit(None, pl.String).alias(name)
         for name in WIRE_FIELDS
     )
-    lineage = ["line_number", "raw", "wire_error"]
-    records = good.select(lineage).hstack(fields)
-    if good.height < data.height:
-        bad = data.filter(~readable).select(
-            *lineage, *[pl.lit(None, pl.String).alias(name) for name in WIRE_FIELDS]
-        )
-        records = pl.concat([records, bad]).sort("line_number")
+    records = _in_line_order([good.select(_LINEAGE).hstack(fields)], data)
     return WireChunk(records, blank_lines=blank, header_lines=0)
 
 
@@ -554,9 +544,3 @@ def parse_block(block: Block) -> WireChunk:
     else:
         chunk = _json_chunk(decoded, thread_connection())
     return WireChunk(chunk.records, chunk.blank_lines, block.header_lines)
-
-
-def read_chunks(path: Path) -> Iterator[WireChunk]:
-    """The file's records chunk by chunk, one block after the other (see `read_blocks`)."""
-    for block in read_blocks(path):
-        yield parse_block(block)
